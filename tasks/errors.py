@@ -57,11 +57,13 @@ class HarnessError(Exception):
         *,
         category: Category | None = None,
         phase: Phase | None = None,
+        check: str | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.category = Category(category) if category else self.default_category
         self.phase = Phase(phase) if phase else None
+        self.check = check  # the quality check this failure is, when it is one (e.g. "frame_size")
 
     def with_phase(self, phase: Phase) -> "HarnessError":
         """Return self with the phase set when it was not known where raised."""

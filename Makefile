@@ -1,0 +1,30 @@
+# scope-loadtest: `make demo` runs the main job on the embedded simulator; `make test` runs the whole suite.
+# Works on a fresh machine with only Python 3.11 and pip: uv is installed with pip when missing.
+
+PYTHON ?= python3
+UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
+export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
+export DO_NOT_TRACK ?= 1
+
+.PHONY: help env demo test bench clean
+
+help:
+	@echo "make demo   run the main job on an embedded simulated Scope fleet"
+	@echo "make test   build the environment from uv.lock and run the whole test suite"
+	@echo "make bench  print benchmark numbers (simulator, frame checks, ...)"
+
+env:
+	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
+	@$(UV) sync --frozen --python 3.11
+
+demo: env
+	$(UV) run --frozen python -m deployments.demo
+
+test: env
+	$(UV) run --frozen pytest -p no:cacheprovider
+
+bench: env
+	@for script in bench/bench_*.py; do echo "== $$script"; $(UV) run --frozen python $$script || exit 1; done
+
+clean:
+	rm -rf .venv data .bench

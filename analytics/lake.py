@@ -1,0 +1,510 @@
+"""The Parquet lake: atomic append-only landing, chunk writers, the orphan sweep and the DuckDB views.
+
+    <root>/lake/<table>/date=YYYY-MM-DD/<file_stem>.parquet   immutable: temp file, fsync, os.replace
+    <root>/artifacts/<date>/<run_id>/                        evidence kept beside a run
+    <root>/catalog.duckdb                                    views only, rebuilt whole by refresh_catalog
+
+Nothing here takes a lock. `query` and `runs_frame` define the same views in a private in-memory
+DuckDB, so any number of processes read while others land. `refresh_catalog` builds the catalog in
+a temp file and renames it over the old one: concurrent refreshes from several processes, or a
+client that keeps the catalog open, never block it (that client keeps reading its old copy).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+
+from analytics.records import TABLES, ColumnSpec, LakeRecord, RunRecord, as_utc, column_specs, polars_schema
+from tasks.errors import HarnessError
+
+DATA_DIR_ENV = "LOADTEST_DATA_DIR"
+DEFAULT_DATA_DIR = "data"
+DEFAULT_BUDGET_S = 0.2 * 86_400  # test time per orchestrator per day: 20 % of it
+STALE_TEMP_AGE_S = 3600.0  # a temp file this old belongs to a writer that died mid-write
+TEMP_SUFFIX = ".tmp"  # temp files never end in .parquet, so no view ever reads one
+SWEPT_REASON = "run did not finish (harness crashed or was killed); swept at {at}"
+OVERDUE_REASON = "run did not finish within its hard cap (harness crashed or was killed); not swept yet"
+_STEM = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_READ_ONLY = (duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN)
+_BASE_VIEWS = {  # table -> view of all its rows
+    "runs": "run_states", "frames": "frames", "prompt_switches": "prompt_switches",
+    "orchestrators": "orchestrator_snapshots", "baselines": "baselines_history",
+    "drift": "drift_history", "scores": "scores_history",
+}
+_DUCK_TYPES = {"str": "VARCHAR", "int": "BIGINT", "float": "DOUBLE", "bool": "BOOLEAN",
+               "datetime": "TIMESTAMPTZ", "date": "DATE"}
+
+
+class LakeError(HarnessError):
+    """A lake operation was refused or failed: unknown table, wrong rows, a bad or writing query."""
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    """Answer of `Lake.query`: column names and rows as tuples."""
+
+    columns: tuple[str, ...]
+    rows: list[tuple[Any, ...]]
+
+    def dicts(self) -> list[dict[str, Any]]:
+        """The rows as dicts keyed by column name."""
+        return [dict(zip(self.columns, row)) for row in self.rows]
+
+
+@dataclass(frozen=True)
+class CatalogView:
+    """One catalog view: its SQL, the views it reads and its documentation (COMMENT ON ...)."""
+
+    name: str
+    sql: str
+    depends_on: tuple[str, ...] = ()
+    comment: str = ""
+    column_comments: tuple[tuple[str, str], ...] = ()
+
+
+@cache
+def _schema(model: type[LakeRecord]) -> dict[str, pl.DataType]:
+    """The model's Polars schema, computed once per model."""
+    return polars_schema(model)
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make a rename inside `path` durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_atomically(frame: pl.DataFrame, path: Path) -> None:
+    """Write `frame` to `path` so that readers see either no file or the whole file."""
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}{TEMP_SUFFIX}")
+    try:
+        with open(tmp, "wb") as fh:
+            frame.write_parquet(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _aborted_record(started: dict[str, Any], now: dt.datetime) -> RunRecord:
+    """The final `aborted` row the sweeper lands for an orphaned started row."""
+    fields = {name: started[name] for name in RunRecord.model_fields}
+    fields.update(
+        state="final", outcome="aborted", failure_category="harness", failure_phase=None,
+        failure_reason=SWEPT_REASON.format(at=now.isoformat()), swept_at=now,
+        ended_at=started["last_frame_at"],  # the last sign of life that landed, if any
+        frames_sampled=started["frames_landed"],
+    )
+    return RunRecord.model_validate(fields)
+
+
+class ChunkWriter:
+    """Buffers one run's rows of one table and lands them as numbered chunk files during the run.
+
+    A chunk lands every `flush_every_rows` rows or, at the next `add`, once `flush_every_s` passed
+    since the last one, so a crash loses at most one chunk. Numbering continues after chunks an
+    earlier writer of the same run landed, so a retried task never overwrites them.
+    """
+
+    def __init__(self, lake: Lake, table: str, run_id: str, *, tag: str, flush_every_s: float,
+                 flush_every_rows: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self._lake, self.table, self.run_id, self._tag = lake, table, run_id, tag
+        self._flush_every_s, self._flush_every_rows, self._clock = flush_every_s, max(1, flush_every_rows), clock
+        self._lock = threading.RLock()
+        self._rows: list[LakeRecord] = []
+        self._next_chunk = lake._next_chunk_number(table, run_id, tag)
+        self._last_flush = clock()
+        self._closed = False
+        self.chunks_landed = 0
+        self.rows_landed = 0
+
+    def add(self, row: LakeRecord) -> Path | None:
+        """Buffer a row; land the buffer when a chunk is due (returns its path then)."""
+        if getattr(row, "run_id", self.run_id) != self.run_id:
+            raise LakeError(f"row of run {row.run_id!r} given to the writer of run {self.run_id!r}")
+        with self._lock:
+            if self._closed:
+                raise LakeError(f"{self.table} writer of run {self.run_id} is closed")
+            self._rows.append(row)
+            due = (len(self._rows) >= self._flush_every_rows
+                   or self._clock() - self._last_flush >= self._flush_every_s)
+            return self.flush() if due else None
+
+    def flush(self) -> Path | None:
+        """Land the buffered rows as the next chunk now; None when there were none."""
+        with self._lock:
+            self._last_flush = self._clock()
+            if not self._rows:
+                return None
+            stem = f"{self.run_id}-{self._tag}{self._next_chunk:04d}"
+            path = self._lake.land(self.table, self._rows, file_stem=stem)  # on error the rows stay buffered
+            self.rows_landed += len(self._rows)
+            self.chunks_landed += 1
+            self._next_chunk += 1
+            self._rows = []
+            return path
+
+    def close(self) -> None:
+        """Land what is buffered; later `add` calls are refused."""
+        with self._lock:
+            if not self._closed:
+                self.flush()
+                self._closed = True
+
+    def __enter__(self) -> ChunkWriter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _ident(name: str) -> str:
+    """A quoted SQL identifier."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _literal(text: str) -> str:
+    """A quoted SQL string literal."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _duck_type(column: ColumnSpec) -> str:
+    """The DuckDB type of a column."""
+    scalar = _DUCK_TYPES[column.kind]
+    return f"{scalar}[]" if column.is_list else scalar
+
+
+def _column_comments(model: type[LakeRecord]) -> tuple[tuple[str, str], ...]:
+    """(column, description) pairs of a model, for COMMENT ON COLUMN."""
+    return tuple((c.name, c.description) for c in column_specs(model))
+
+
+def _base_view(name: str, model: type[LakeRecord], glob: str | None) -> CatalogView:
+    """All rows of one table, typed by its model, even before its first file lands."""
+    specs = column_specs(model)
+    typed_empty = "SELECT " + ", ".join(f"CAST(NULL AS {_duck_type(c)}) AS {_ident(c.name)}" for c in specs)
+    sql = f"{typed_empty} WHERE false"
+    if glob is not None:  # the typed empty select fixes every column's type, even one no file has yet
+        files = (f"SELECT * FROM read_parquet({_literal(glob)}, hive_partitioning = true, "
+                 "union_by_name = true, hive_types = {'date': DATE})")
+        columns = ", ".join(_ident(c.name) for c in specs)
+        sql = f"SELECT {columns} FROM (({typed_empty} WHERE false) UNION ALL BY NAME ({files}))"
+    doc = (model.__doc__ or "").strip().splitlines()[0]
+    return CatalogView(name, sql, (), f"All rows: {doc}", _column_comments(model))
+
+
+_OVERDUE = "(state = 'started' AND epoch(started_at) + hard_cap_s < epoch(now()))"
+_RUNS_OVERRIDES = {
+    "outcome": f"CASE WHEN {_OVERDUE} THEN 'aborted' ELSE outcome END",
+    "failure_category": f"CASE WHEN {_OVERDUE} THEN 'harness' ELSE failure_category END",
+    "failure_reason": f"CASE WHEN {_OVERDUE} THEN {_literal(OVERDUE_REASON)} ELSE failure_reason END",
+}
+_COVERAGE_COMMENTS = (
+    ("runs", "Runs started that day on the orchestrator (any outcome, running included)"),
+    ("runs_running", "Runs without a final row still within their hard cap"),
+    ("stream_s", "Seconds of monitored stream (first frame -> end), unavailable runs excluded"),
+    ("wall_s", "Seconds from start to end of the runs that ended"),
+    ("budget_s", "Test seconds allowed per orchestrator per day"),
+    ("budget_used_ratio", "stream_s / budget_s"),
+    ("scenarios_covered", "Distinct scenarios that reached a verdict (passed or failed)"),
+    ("scenarios", "Those scenarios, sorted"),
+)
+
+
+def _runs_view() -> CatalogView:
+    """The final row of each run; a started-only run past its hard cap reads as aborted."""
+    names = [c.name for c in column_specs(RunRecord)]
+    select = ", ".join(f"{_RUNS_OVERRIDES[n]} AS {_ident(n)}" if n in _RUNS_OVERRIDES else _ident(n) for n in names)
+    latest = ("SELECT * FROM run_states QUALIFY row_number() OVER (PARTITION BY run_id ORDER BY "
+              "state = 'final' DESC, swept_at IS NULL DESC, ended_at DESC NULLS LAST) = 1")
+    doc = "Each run's final row (its current row while running; outcome aborted once past its hard cap)"
+    return CatalogView("runs", f"SELECT {select} FROM ({latest})", ("run_states",), doc, _column_comments(RunRecord))
+
+
+def _coverage_view(budget_s: float) -> CatalogView:
+    """Orchestrator x UTC date: runs by outcome, stream and budget seconds, scenarios covered."""
+    if not budget_s > 0:
+        raise LakeError(f"budget_seconds must be positive, got {budget_s}")
+    budget = f"CAST({float(budget_s)!r} AS DOUBLE)"
+    counts = ", ".join(f"count(*) FILTER (WHERE outcome = '{o}') AS runs_{o}"
+                       for o in ("passed", "failed", "unavailable", "aborted"))
+    stream = "coalesce(sum(stream_s) FILTER (WHERE outcome IS DISTINCT FROM 'unavailable'), 0)"
+    verdict = "WHERE outcome IN ('passed', 'failed')"
+    sql = (f"SELECT orchestrator, date, count(*) AS runs, {counts}, "
+           "count(*) FILTER (WHERE outcome IS NULL) AS runs_running, "
+           f"{stream} AS stream_s, coalesce(sum(epoch(ended_at) - epoch(started_at)), 0) AS wall_s, "
+           f"{budget} AS budget_s, {stream} / {budget} AS budget_used_ratio, "
+           f"count(DISTINCT scenario) FILTER ({verdict}) AS scenarios_covered, "
+           f"coalesce(list(DISTINCT scenario ORDER BY scenario) FILTER ({verdict}), []) AS scenarios "
+           "FROM runs GROUP BY orchestrator, date")
+    return CatalogView("coverage_daily", sql, ("runs",), _coverage_view.__doc__ or "", _COVERAGE_COMMENTS)
+
+
+def _derived_views(budget_s: float) -> list[CatalogView]:
+    """The views over the base views: runs, orchestrators, coverage_daily, latest analytics."""
+    orchestrators = CatalogView(
+        "orchestrators",
+        "SELECT * FROM orchestrator_snapshots QUALIFY row_number() OVER "
+        "(PARTITION BY address ORDER BY snapshot_at DESC) = 1",
+        ("orchestrator_snapshots",), "Latest snapshot of each orchestrator", _column_comments(TABLES["orchestrators"]))
+    latest = [
+        CatalogView(table, f"SELECT * FROM {history} WHERE computed_at = (SELECT max(computed_at) FROM {history})",
+              (history,), f"The latest computation of {table}", _column_comments(TABLES[table]))
+        for table, history in (("baselines", "baselines_history"), ("drift", "drift_history"),
+                               ("scores", "scores_history"))
+    ]
+    return [_runs_view(), orchestrators, _coverage_view(budget_s), *latest]
+
+
+def _with_dependencies(views: Sequence[CatalogView], names: Sequence[str] | None) -> list[CatalogView]:
+    """The views named (all when None) and those they read, in creation order."""
+    if names is None:
+        return list(views)
+    by_name = {v.name: v for v in views}
+    wanted, todo = set(), [n for n in names if n in by_name]
+    while todo:
+        name = todo.pop()
+        if name not in wanted:
+            wanted.add(name)
+            todo.extend(by_name[name].depends_on)
+    return [v for v in views if v.name in wanted]
+
+
+def _create_views(con: duckdb.DuckDBPyConnection, views: Sequence[CatalogView], names: Sequence[str] | None,
+                  *, comments: bool) -> None:
+    """Create the views `names` need on `con`, with their documentation when `comments`."""
+    for view in _with_dependencies(views, names):
+        con.execute(f"CREATE OR REPLACE VIEW {_ident(view.name)} AS {view.sql}")
+        if not comments:
+            continue
+        con.execute(f"COMMENT ON VIEW {_ident(view.name)} IS {_literal(view.comment)}")
+        for column, text in view.column_comments:
+            con.execute(f"COMMENT ON COLUMN {_ident(view.name)}.{_ident(column)} IS {_literal(text)}")
+
+
+def _views_named_in(sql: str) -> list[str]:
+    """Names of lake views a statement mentions (words of the statement that are view names)."""
+    words = set(re.findall(r"[a-z_][a-z0-9_]*", sql.lower()))
+    return [name for name in VIEW_NAMES if name in words]
+
+
+def _require_read_only(sql: str) -> None:
+    """Refuse anything but exactly one SELECT or EXPLAIN statement."""
+    try:
+        statements = duckdb.extract_statements(sql)
+    except duckdb.Error as exc:
+        raise LakeError(f"cannot parse query: {exc}") from exc
+    if len(statements) != 1 or statements[0].type not in _READ_ONLY:
+        kinds = ", ".join(s.type.name for s in statements) or "nothing"
+        raise LakeError(f"lake queries are read-only: one SELECT statement expected, got {kinds}")
+
+
+VIEW_NAMES = (*_BASE_VIEWS.values(), "runs", "orchestrators", "coverage_daily", "baselines", "drift", "scores")
+
+
+class Lake:
+    """The Parquet lake under `root`: landing, sweeping, views and queries."""
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root)
+        self.lake_dir = self.root / "lake"
+        self.catalog_path = self.root / "catalog.duckdb"
+        self.artifacts_root = self.root / "artifacts"
+
+    @classmethod
+    def from_env(cls) -> Lake:
+        """The lake at $LOADTEST_DATA_DIR (default ./data)."""
+        return cls(Path(os.environ.get(DATA_DIR_ENV, DEFAULT_DATA_DIR)))
+
+    def table_dir(self, table: str) -> Path:
+        """Directory of a table's date partitions."""
+        if table not in TABLES:
+            raise LakeError(f"unknown lake table {table!r}; tables: {', '.join(TABLES)}")
+        return self.lake_dir / table
+
+    # --- landing -------------------------------------------------------------------------------
+
+    def land(self, table: str, rows: Sequence[LakeRecord], *, file_stem: str) -> Path | None:
+        """Land rows atomically as <table>/date=<row date>/<file_stem>.parquet; None when no rows.
+
+        Rows of several dates (a chunk crossing midnight UTC) land as one file per date, all
+        named `file_stem`; the path of the latest date is returned.
+        """
+        table_dir, model = self.table_dir(table), TABLES[table]
+        if not _STEM.match(file_stem):
+            raise LakeError(f"file stem {file_stem!r} is not a safe file name")
+        wrong = [type(r).__name__ for r in rows if type(r) is not model]
+        if wrong:
+            raise LakeError(f"table {table} takes {model.__name__} rows, got {sorted(set(wrong))}")
+        by_date: dict[dt.date, list[LakeRecord]] = {}
+        for row in rows:
+            by_date.setdefault(row.date, []).append(row)
+        path = None
+        for day in sorted(by_date):
+            partition = table_dir / f"date={day.isoformat()}"
+            partition.mkdir(parents=True, exist_ok=True)
+            path = partition / f"{file_stem}.parquet"
+            frame = pl.DataFrame([r.model_dump() for r in by_date[day]], schema=_schema(model))
+            _write_atomically(frame, path)
+        return path
+
+    def land_run(self, record: RunRecord) -> Path:
+        """Land one run state as <run_id>-started, <run_id>-final (or <run_id>-swept by the sweeper)."""
+        suffix = "swept" if record.swept_at is not None else record.state
+        path = self.land("runs", [record], file_stem=f"{record.run_id}-{suffix}")
+        assert path is not None  # one row always lands one file
+        return path
+
+    def frame_writer(self, run_id: str, *, flush_every_s: float = 2.0, flush_every_rows: int = 50) -> ChunkWriter:
+        """A chunk writer of FrameSample rows: files <run_id>-f0001, -f0002, ..."""
+        return ChunkWriter(self, "frames", run_id, tag="f", flush_every_s=flush_every_s,
+                           flush_every_rows=flush_every_rows)
+
+    def prompt_switch_writer(self, run_id: str, *, flush_every_s: float = 2.0,
+                             flush_every_rows: int = 10) -> ChunkWriter:
+        """A chunk writer of PromptSwitchRecord rows: files <run_id>-p0001, -p0002, ..."""
+        return ChunkWriter(self, "prompt_switches", run_id, tag="p", flush_every_s=flush_every_s,
+                           flush_every_rows=flush_every_rows)
+
+    def _next_chunk_number(self, table: str, run_id: str, tag: str) -> int:
+        """One past the highest chunk number already landed for this run and table."""
+        pattern = re.compile(rf"^{re.escape(run_id)}-{tag}(\d+)\.parquet$")
+        landed = (pattern.match(p.name) for p in self.table_dir(table).glob(f"date=*/{run_id}-{tag}*.parquet"))
+        return max((int(m.group(1)) for m in landed if m), default=0) + 1
+
+    def artifacts_dir(self, run_id: str, started_at: dt.datetime) -> Path:
+        """Directory (created) for a run's evidence: artifacts/<UTC date>/<run_id>/."""
+        if not _STEM.match(run_id):
+            raise LakeError(f"run id {run_id!r} is not a safe directory name")
+        path = self.artifacts_root / as_utc(started_at).date().isoformat() / run_id
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    # --- sweeping --------------------------------------------------------------------------------
+
+    def sweep_orphans(self, *, now: dt.datetime | None = None) -> list[str]:
+        """Land a final `aborted` row for every run with only a started row older than its hard cap.
+
+        Returns the run ids swept; running it again sweeps nothing new. Also deletes temp files
+        left by writers that died mid-write.
+        """
+        now = as_utc(now or dt.datetime.now(dt.timezone.utc))
+        self.remove_stale_temp_files()
+        orphans = self._orphans(now)
+        for started in orphans:
+            self.land_run(_aborted_record(started, now))
+        return [o["run_id"] for o in orphans]
+
+    def _orphans(self, now: dt.datetime) -> list[dict[str, Any]]:
+        """Started rows of runs without a final row whose hard cap passed by `now`."""
+        sql = """
+            SELECT s.*, f.last_frame_at, coalesce(f.frames_landed, 0) AS frames_landed
+            FROM (SELECT * FROM run_states WHERE state = 'started'
+                  QUALIFY row_number() OVER (PARTITION BY run_id ORDER BY started_at) = 1) AS s
+            LEFT JOIN (SELECT run_id, max(captured_at) AS last_frame_at, count(*) AS frames_landed
+                       FROM frames GROUP BY run_id) AS f USING (run_id)
+            WHERE s.run_id NOT IN (SELECT run_id FROM run_states WHERE state = 'final')
+              AND epoch(s.started_at) + s.hard_cap_s < epoch(CAST(? AS TIMESTAMPTZ))
+            ORDER BY s.started_at, s.run_id"""
+        with self._connect(("run_states", "frames")) as con:
+            cursor = con.execute(sql, [now])
+            names = [d[0] for d in cursor.description]
+            return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+    def remove_stale_temp_files(self, *, older_than_s: float = STALE_TEMP_AGE_S) -> int:
+        """Delete temp files older than `older_than_s` (their writer died); returns how many."""
+        removed, cutoff = 0, time.time() - older_than_s
+        leftovers = [*self.lake_dir.glob(f"*/date=*/.*{TEMP_SUFFIX}"), *self.root.glob(f".catalog.*{TEMP_SUFFIX}*")]
+        for tmp in leftovers:
+            try:
+                if tmp.stat().st_mtime < cutoff:
+                    tmp.unlink()
+                    removed += 1
+            except FileNotFoundError:  # another sweeper got there first
+                continue
+        return removed
+
+    # --- views and queries -----------------------------------------------------------------------
+
+    def views(self, *, budget_seconds: float = DEFAULT_BUDGET_S) -> list[CatalogView]:
+        """Every catalog view in creation order (a view comes after the views it reads)."""
+        base = [_base_view(name, TABLES[table], self._glob(table)) for table, name in _BASE_VIEWS.items()]
+        return base + _derived_views(budget_seconds)
+
+    def _glob(self, table: str) -> str | None:
+        """The Parquet glob of a table, or None while it has no file (DuckDB refuses empty globs)."""
+        table_dir = self.table_dir(table)
+        if next(table_dir.glob("date=*/*.parquet"), None) is None:
+            return None
+        return str(table_dir.resolve() / "date=*" / "*.parquet")
+
+    @contextmanager
+    def _connect(self, names: Sequence[str] | None, *, budget_seconds: float = DEFAULT_BUDGET_S,
+                 path: Path | None = None, comments: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A DuckDB connection (private in-memory unless `path`) with the views `names` need (None: all).
+
+        The one place DuckDB errors are turned into LakeError.
+        """
+        try:
+            con = duckdb.connect(str(path) if path else ":memory:")
+            try:
+                con.execute("SET TimeZone = 'UTC'")
+                _create_views(con, self.views(budget_seconds=budget_seconds), names, comments=comments)
+                yield con
+            finally:
+                con.close()
+        except duckdb.Error as exc:
+            raise LakeError(f"lake query failed: {exc}") from exc
+
+    def query(self, sql: str, *, budget_seconds: float = DEFAULT_BUDGET_S) -> QueryResult:
+        """Run one read-only statement (SELECT/EXPLAIN) over the lake's views; returns columns and rows."""
+        _require_read_only(sql)
+        with self._connect(_views_named_in(sql), budget_seconds=budget_seconds) as con:
+            cursor = con.execute(sql)
+            return QueryResult(tuple(d[0] for d in cursor.description), cursor.fetchall())
+
+    def query_frame(self, sql: str, *, budget_seconds: float = DEFAULT_BUDGET_S) -> pl.DataFrame:
+        """Like `query`, as a Polars DataFrame."""
+        _require_read_only(sql)
+        with self._connect(_views_named_in(sql), budget_seconds=budget_seconds) as con:
+            return con.sql(sql).pl()
+
+    def runs_frame(self) -> pl.DataFrame:
+        """The `runs` view as a Polars DataFrame: the final (or current) state of every run."""
+        return self.query_frame("SELECT * FROM runs ORDER BY started_at, run_id")
+
+    def refresh_catalog(self, *, budget_seconds: float = DEFAULT_BUDGET_S) -> Path:
+        """Rebuild catalog.duckdb (views only) in a temp file and rename it into place; returns its path."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = self.root / f".catalog.{os.getpid()}.{uuid.uuid4().hex[:8]}{TEMP_SUFFIX}"
+        try:
+            with self._connect(None, budget_seconds=budget_seconds, path=tmp, comments=True) as con:
+                con.execute("CHECKPOINT")
+            os.replace(tmp, self.catalog_path)
+            # A write-ahead log beside the new file would belong to the old one: never replay it.
+            Path(f"{self.catalog_path}.wal").unlink(missing_ok=True)
+        finally:
+            tmp.unlink(missing_ok=True)
+            Path(f"{tmp}.wal").unlink(missing_ok=True)
+        _fsync_dir(self.root)
+        return self.catalog_path

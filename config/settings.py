@@ -1,0 +1,361 @@
+"""The harness configuration: one frozen pydantic tree, loaded once at the edge.
+
+``load_settings()`` reads a YAML file (default ``config/default.yaml``, or the path in
+``$LOADTEST_CONFIG``), the prompt pools under ``prompts_dir`` and the graph templates under
+``graphs_dir`` (both relative to the YAML file), and returns ``Settings``. Every problem
+becomes ``ConfigError(file, key, problem)`` with a dotted key such as
+``scenarios[2].modes[0]``. Secrets never come from the file: the cloud api key is read
+from the environment variable named by ``cloud.api_key_env``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+from collections.abc import Mapping
+from datetime import time
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+from config.expansion import check_settings, expand_settings
+from config.loading import close_matches, load_graph_templates, load_prompt_pools, read_mapping
+from config.loading import translate_validation_error
+from config.scenarios import Mode, Scenario
+from tasks.errors import ConfigError
+
+CONFIG_ENV_VAR = "LOADTEST_CONFIG"
+DEFAULT_CONFIG_NAME = "default.yaml"
+DEFAULT_PROMPTS_DIR = "prompts"
+DEFAULT_GRAPHS_DIR = "graphs"
+DEFAULT_API_KEY_ENV = "SCOPE_CLOUD_API_KEY"
+DEFAULT_CAPABILITY = "live-video-to-video"
+DEFAULT_MODEL_IDS = ("scope",)
+DEFAULT_WIDTH = 512
+DEFAULT_HEIGHT = 512
+LOCAL_HOST = "127.0.0.1"
+# Keys the YAML may hold beside the Settings fields; the loader resolves them to files.
+FILE_ONLY_KEYS = ("prompts_dir", "graphs_dir")
+# Settings fields the loader fills itself; a YAML file must not set them.
+LOADER_ONLY_KEYS = ("graph_templates", "source_file")
+
+STRICT = ConfigDict(frozen=True, extra="forbid", strict=True)
+URL_PATTERN = re.compile(r"^https?://\S+$")
+HHMM_PATTERN = re.compile(r"^(([01]\d|2[0-3]):[0-5]\d|24:00)$")
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+
+
+def _matching(pattern: re.Pattern[str], expected: str) -> AfterValidator:
+    """A validator that rejects strings not matching ``pattern``, saying what was expected."""
+
+    def check(value: str) -> str:
+        if not pattern.match(value):
+            raise ValueError(f"expected {expected}")
+        return value
+
+    return AfterValidator(check)
+
+
+Url = Annotated[str, _matching(URL_PATTERN, "an http:// or https:// URL")]
+HHMM = Annotated[str, _matching(HHMM_PATTERN, 'a UTC time "HH:MM" between 00:00 and 24:00')]
+Name = Annotated[str, _matching(NAME_PATTERN, "a name of letters, digits and _ . + -")]
+AppId = Annotated[str, _matching(re.compile(r".*/ws$"), 'an app id ending in "/ws" (Scope requires it)')]
+
+
+class Thresholds(BaseModel):
+    """Phase limits, sampling cadence and check thresholds (quality.md's defaults)."""
+
+    model_config = STRICT
+
+    connect_timeout_s: float = Field(120.0, gt=0, description="cloud connect -> connected")
+    load_timeout_s: float = Field(300.0, gt=0, description="pipeline load -> loaded")
+    first_frame_timeout_s: float = Field(60.0, gt=0, description="session start answered -> first good frame")
+    sample_interval_s: float = Field(0.5, gt=0, description="stream tick: metrics + one frame")
+    first_frame_poll_s: float = Field(0.1, gt=0, description="poll period while waiting for the first frame")
+    prompt_switch_interval_s: float = Field(30.0, gt=0, description="time between prompt switches")
+    freeze_s: float = Field(2.0, gt=0, description="longest tolerated frozen output")
+    stall_timeout_s: float = Field(10.0, gt=0, description="longest tolerated frames_out standstill")
+    min_fps: float = Field(6.0, gt=0, description="lowest passing steady output fps")
+    black_s: float = Field(2.0, gt=0, description="longest tolerated black output")
+    prompt_margin: float = Field(2.0, ge=1.0, description="post-switch diff must exceed margin x p95 noise")
+    prompt_response_s: float = Field(10.0, gt=0, description="time allowed for a prompt switch to show")
+    vram_leak_tolerance_mb: float = Field(200.0, ge=0, description="tolerated VRAM growth over a stream")
+    max_vram_percent: float = Field(90.0, gt=0, le=100, description="peak allocated / total ceiling")
+    black_luma_max: int = Field(25, ge=0, le=255, description="a pixel at or below this luma is black")
+    black_fraction_min: float = Field(0.98, gt=0, le=1, description="share of black pixels of a black frame")
+    frozen_diff_max: float = Field(0.001, ge=0, lt=1, description="normalised diff at or below it is frozen")
+    fps_warmup_s: float = Field(5.0, ge=0, description="stream start ignored by the steady fps")
+    cold_start_threshold_s: float = Field(60.0, gt=0, description="load_s above it counts as a cold start")
+    cleanup_timeout_s: float = Field(30.0, gt=0, description="session stop and teardown limit")
+
+    @model_validator(mode="after")
+    def _poll_faster_than_sampling(self) -> Thresholds:
+        """First-frame polling exists to be finer than the stream tick."""
+        if self.first_frame_poll_s > self.sample_interval_s:
+            raise ValueError("first_frame_poll_s must not exceed sample_interval_s")
+        return self
+
+
+class Budget(BaseModel):
+    """How much testing each orchestrator gets per day, and when."""
+
+    model_config = STRICT
+
+    daily_percent: float = Field(20.0, gt=0, le=100, description="share of a day an orchestrator is under test")
+    min_run_gap_mins: float = Field(5.0, ge=0, description="pause between two runs on one orchestrator")
+    max_run_duration_mins: float = Field(30.0, gt=0, description="longest scenario duration allowed")
+    schedule_start: HHMM = Field("00:00", description="UTC start of the daily window")
+    schedule_end: HHMM = Field("24:00", description="UTC end of the window; before start wraps midnight")
+    blacklist_after_failures: int = Field(5, ge=1, description="consecutive failures before a blacklist")
+    unavailable_backoff_mins: float = Field(30.0, ge=0, description="wait after an `unavailable` run")
+
+    @model_validator(mode="after")
+    def _window_not_empty(self) -> Budget:
+        """A window that starts where it ends would never run anything."""
+        if _minute_of_day(self.schedule_start) == _minute_of_day(self.schedule_end):
+            raise ValueError("schedule_start equals schedule_end: the window is empty")
+        return self
+
+    def is_open(self, at: time) -> bool:
+        """True when the UTC time of day ``at`` lies in [schedule_start, schedule_end)."""
+        start, end = _minute_of_day(self.schedule_start), _minute_of_day(self.schedule_end)
+        now = at.hour * 60 + at.minute
+        return start <= now < end if start < end else (now >= start or now < end)
+
+
+def _minute_of_day(hhmm: str) -> int:
+    """``"07:30"`` -> 450."""
+    hours, minutes = hhmm.split(":")
+    return int(hours) * 60 + int(minutes)
+
+
+class StaticOrchestrator(BaseModel):
+    """An orchestrator named in config instead of discovered."""
+
+    model_config = STRICT
+
+    address: str = Field(min_length=1, description="on-chain address or any stable id")
+    uri: Url
+    region: str | None = None
+
+
+class Discovery(BaseModel):
+    """Where orchestrators come from and which capability a Scope-capable one offers."""
+
+    model_config = STRICT
+
+    refresh_interval_hours: float = Field(4.0, gt=0)
+    gateway_urls: list[Url] = Field(default_factory=list, description="go-livepeer /getNetworkCapabilities bases")
+    registered_orchestrators_urls: list[Url] = Field(default_factory=list)
+    json_list_urls: list[Url] = Field(default_factory=list, description="plain JSON lists of orchestrators")
+    orchestrators: list[StaticOrchestrator] = Field(default_factory=list)
+    capability: str = Field(DEFAULT_CAPABILITY, min_length=1)
+    model_ids: list[str] = Field(default_factory=lambda: list(DEFAULT_MODEL_IDS), min_length=1)
+    timeout_s: float = Field(10.0, gt=0, description="per discovery HTTP call")
+
+
+class CloudSettings(BaseModel):
+    """Livepeer cloud connection; the api key comes from the environment only."""
+
+    model_config = STRICT
+
+    enabled: bool = True
+    app_id: AppId | None = Field(None, description="Scope requires it to end in /ws")
+    api_key_env: str = Field(DEFAULT_API_KEY_ENV, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    api_key: SecretStr | None = Field(None, description="read from $api_key_env by load_settings")
+    user_id: str | None = None
+
+
+class ScopeInstanceConfig(BaseModel):
+    """A Scope server the harness drives: static (a URL) or managed (a command it starts)."""
+
+    model_config = STRICT
+
+    name: Name
+    kind: Literal["static", "managed"] = "static"
+    url: Url | None = None
+    orchestrator: str | None = Field(None, description="address runs on this instance are attributed to")
+    command: str | None = Field(None, description='managed only, e.g. "daydream-scope --port {port}"')
+    port: int | None = Field(None, ge=1, le=65535, description="managed only; None picks a free port")
+    startup_timeout_s: float = Field(60.0, gt=0, description="managed start -> /health answers")
+
+    @model_validator(mode="after")
+    def _kind_has_its_fields(self) -> ScopeInstanceConfig:
+        """Static instances need a url; managed ones a command with a {port} slot."""
+        if self.kind == "static" and self.url is None:
+            raise ValueError("a static instance needs a url")
+        if self.kind == "managed" and (self.command is None or "{port}" not in self.command):
+            raise ValueError("a managed instance needs a command containing {port}")
+        return self
+
+    def base_url(self, port: int | None = None) -> str:
+        """The instance's URL: the configured one, or loopback at the (given) port."""
+        if self.url is not None:
+            return self.url.rstrip("/")
+        return f"http://{LOCAL_HOST}:{port or self.port}"
+
+    def command_args(self, port: int) -> list[str]:
+        """The managed command as argv with ``{port}`` filled in."""
+        if self.command is None:
+            raise ConfigError("<instance>", f"{self.name}.command", "a static instance has no command")
+        return shlex.split(self.command.replace("{port}", str(port)))
+
+
+class PipelineConfig(BaseModel):
+    """One entry of the pipeline registry (a single pipeline or a chain)."""
+
+    model_config = STRICT
+
+    pipeline_ids: list[str] = Field(min_length=1, description="chain members in order")
+    modes: list[Mode] = Field(min_length=1)
+    width: int = Field(DEFAULT_WIDTH, gt=0)
+    height: int = Field(DEFAULT_HEIGHT, gt=0)
+    expected_fps: float = Field(gt=0)
+    graph_template: str | None = Field(None, description="file name under graphs_dir")
+    parameters: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _size_in_fields(self) -> PipelineConfig:
+        """One place for the output size, so a scenario never sees two answers."""
+        if {"width", "height"} & set(self.parameters):
+            raise ValueError("set the size with the width/height fields, not in parameters")
+        return self
+
+
+class ScenarioSpec(BaseModel):
+    """A scenario entry of the YAML: a pipeline x modes x durations (minutes)."""
+
+    model_config = STRICT
+
+    pipeline: str
+    modes: list[Mode] = Field(min_length=1)
+    durations: list[Annotated[float, Field(gt=0)]] = Field(min_length=1, description="minutes; 0.25 = 15 s")
+    prompts_pool: str | None = None
+    prompts_pools: list[str] | None = Field(None, min_length=1)
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    graph_template: str | None = Field(None, description="overrides the pipeline's template")
+
+    @model_validator(mode="after")
+    def _one_pool_key(self) -> ScenarioSpec:
+        """prompts_pool and prompts_pools are alternatives."""
+        if self.prompts_pool is not None and self.prompts_pools is not None:
+            raise ValueError("give prompts_pool or prompts_pools, not both")
+        return self
+
+    def pools(self) -> list[str]:
+        """The pool names this spec draws prompts from."""
+        return [name for _, name in self.pool_keys()]
+
+    def pool_keys(self) -> list[tuple[str, str]]:
+        """(key path inside the spec, pool name) pairs, for precise errors."""
+        if self.prompts_pool is not None:
+            return [("prompts_pool", self.prompts_pool)]
+        return [(f"prompts_pools[{i}]", name) for i, name in enumerate(self.prompts_pools or [])]
+
+
+class Settings(BaseModel):
+    """The whole configuration; checked for broken references when built."""
+
+    model_config = STRICT
+
+    thresholds: Thresholds = Field(default_factory=Thresholds)
+    budget: Budget = Field(default_factory=Budget)
+    discovery: Discovery = Field(default_factory=Discovery)
+    cloud: CloudSettings = Field(default_factory=CloudSettings)
+    instances: list[ScopeInstanceConfig] = Field(default_factory=list)
+    pipelines: dict[str, PipelineConfig] = Field(default_factory=dict)
+    scenarios: list[ScenarioSpec] = Field(default_factory=list)
+    prompt_pools: dict[str, list[str]] = Field(default_factory=dict)
+    graph_templates: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    source_file: str = Field("<memory>", description="the YAML file the tree came from")
+
+    @model_validator(mode="after")
+    def _references_hold(self) -> Settings:
+        """Pipelines, pools, templates and names referenced by scenarios exist and fit."""
+        check_settings(self)
+        return self
+
+    def expand_scenarios(self) -> list[Scenario]:
+        """Every (spec, mode, duration) as a named Scenario, in YAML order."""
+        return expand_settings(self)
+
+    def scenario(self, name: str) -> Scenario:
+        """The scenario called ``name``; ConfigError listing close names when unknown."""
+        scenarios = {s.name: s for s in self.expand_scenarios()}
+        if name not in scenarios:
+            problem = f"unknown scenario {name!r}" + close_matches(name, scenarios)
+            raise ConfigError(self.source_file, "scenario", problem)
+        return scenarios[name]
+
+
+def default_config_path() -> Path:
+    """``config/default.yaml`` beside this module."""
+    return Path(__file__).resolve().parent / DEFAULT_CONFIG_NAME
+
+
+def load_settings(path: str | Path | None = None, *, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read and check a config file (None: $LOADTEST_CONFIG, else the default); ConfigError on any problem."""
+    env = os.environ if environ is None else environ
+    config_path = Path(path or env.get(CONFIG_ENV_VAR) or default_config_path())
+    file = str(config_path)
+    raw = read_mapping(config_path)
+    _reject_loader_keys(raw, file)
+    data = {key: value for key, value in raw.items() if key not in FILE_ONLY_KEYS}
+    data["prompt_pools"] = _merged_pools(raw, config_path)
+    data["graph_templates"] = load_graph_templates(_sub_dir(raw, "graphs_dir", DEFAULT_GRAPHS_DIR, config_path))
+    data["cloud"] = _cloud_with_key(raw.get("cloud"), env, file)
+    data["source_file"] = file
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise translate_validation_error(exc, file=file, model=Settings) from None
+
+
+def _reject_loader_keys(raw: dict[str, Any], file: str) -> None:
+    """Keys only the loader may fill, and secrets, do not belong in the file."""
+    for key in LOADER_ONLY_KEYS:
+        if key in raw:
+            raise ConfigError(file, key, "unknown key (filled by the loader, not the file)")
+    cloud = raw.get("cloud")
+    if isinstance(cloud, dict) and "api_key" in cloud:
+        problem = "secrets do not belong in config files: set the environment variable named by cloud.api_key_env"
+        raise ConfigError(file, "cloud.api_key", problem)
+
+
+def _sub_dir(raw: dict[str, Any], key: str, default: str, config_path: Path) -> Path:
+    """A directory named in the YAML (or its default), relative to the YAML file."""
+    value = raw.get(key, default)
+    if not isinstance(value, str) or not value:
+        raise ConfigError(str(config_path), key, f"expected a directory path, got {value!r}")
+    return config_path.parent / value
+
+
+def _merged_pools(raw: dict[str, Any], config_path: Path) -> Any:
+    """Pools from the prompt files plus any inline ``prompt_pools`` (a name may not be in both)."""
+    pools: dict[str, Any] = dict(load_prompt_pools(_sub_dir(raw, "prompts_dir", DEFAULT_PROMPTS_DIR, config_path)))
+    inline = raw.get("prompt_pools", {})
+    if not isinstance(inline, dict):
+        return inline  # pydantic reports the wrong type with its key
+    for name in inline:
+        if name in pools:
+            raise ConfigError(str(config_path), f"prompt_pools.{name}", "pool also defined by a prompts_dir file")
+    return pools | inline
+
+
+def _cloud_with_key(cloud: Any, env: Mapping[str, str], file: str) -> Any:
+    """The cloud section with ``api_key`` taken from the environment variable it names."""
+    if cloud is None:
+        cloud = {}
+    if not isinstance(cloud, dict):
+        return cloud  # pydantic reports the wrong type with its key
+    key_env = cloud.get("api_key_env", DEFAULT_API_KEY_ENV)
+    secret = env.get(key_env) if isinstance(key_env, str) else None
+    return cloud | {"api_key": SecretStr(secret)} if secret else cloud
+
+
+def format_config_error(err: ConfigError) -> str:
+    """The error as one line a person can act on: file, key, problem."""
+    problem = " ".join(str(err.problem).split())
+    return f"config error: {err.file}: {err.key}: {problem}"

@@ -1,0 +1,85 @@
+"""The ASGI app of one simulated Scope server, with transport-level faults in front of it."""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from simulator.headless import Headless, HeadlessError
+from simulator.instance import ScopeInstance
+from simulator.profiles import FaultKind, Profile
+from simulator.routes import cloud, pipeline, session, sim, system
+
+TRANSPORT_KEY = "sim.transport"  # put into each request's scope state by server.ResettableH11Protocol
+HANG_POLL_S = 0.05
+SIM_PREFIX = "/_sim"
+
+
+def create_app(instance: ScopeInstance) -> FaultInjector:
+    """The full ASGI app for `instance`: Scope's routes, /_sim/ routes and fault injection."""
+    app = FastAPI(title="Scope", version="0.2.4", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.instance = instance
+    app.state.headless = Headless(instance)
+    for module in (system, cloud, pipeline, session, sim):
+        app.include_router(module.router)
+    app.add_exception_handler(HeadlessError, _headless_error)
+    return FaultInjector(app, instance)
+
+
+def build_instance(
+    profile: Profile, *, orchestrator_url: str | None = None, orchestrator_address: str | None = None,
+    seed: int = 0, assets_dir: Path | None = None,
+) -> ScopeInstance:
+    """A ScopeInstance with a fresh temporary assets folder unless one is given."""
+    folder = assets_dir or Path(tempfile.mkdtemp(prefix="scope-sim-assets-"))
+    return ScopeInstance(
+        profile, orchestrator_url=orchestrator_url, orchestrator_address=orchestrator_address,
+        seed=seed, assets_dir=folder,
+    )
+
+
+async def _headless_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HeadlessError)
+    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
+
+
+class FaultInjector:
+    """ASGI middleware: slow answers, hung requests and reset connections, as the profile says."""
+
+    def __init__(self, app: ASGIApp, instance: ScopeInstance) -> None:
+        self.app, self.instance = app, instance
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Handle one ASGI call."""
+        if scope["type"] != "http" or scope["path"].startswith(SIM_PREFIX):
+            await self.app(scope, receive, send)
+            return
+        delay_s = self.instance.http_delay_s()
+        if delay_s > 0:
+            await asyncio.sleep(delay_s)
+        fault = self.instance.transport_fault(scope["method"], scope["path"])
+        if fault is FaultKind.HANG_HTTP:
+            await self._hang(send)
+        elif fault is FaultKind.CONN_RESET:
+            await self._reset(scope)
+        else:
+            await self.app(scope, receive, send)
+
+    async def _hang(self, send: Send) -> None:
+        # Never answer while the server runs; give up once it shuts down so shutdown is not blocked.
+        while not self.instance.stopping:
+            await asyncio.sleep(HANG_POLL_S)
+        await send({"type": "http.response.start", "status": 503, "headers": [(b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def _reset(self, scope: Scope) -> None:
+        transport = scope.get("state", {}).get(TRANSPORT_KEY)
+        if transport is None:
+            raise ConnectionResetError("simulated connection reset (no transport to abort)")
+        transport.abort()
+        await asyncio.sleep(0)  # let the server see the connection is gone before this call returns

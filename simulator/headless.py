@@ -1,0 +1,182 @@
+"""Headless sessions: start (simple or graph mode), stop, frames, metrics and parameters."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+
+from simulator import behaviour, catalog
+from simulator.graph import GraphError, parse_graph
+from simulator.instance import ScopeInstance
+from simulator.media import MediaError, media_reference
+from simulator.profiles import draw_latency
+from simulator.schemas import ParametersUpdate, SessionStartRequest, main_prompt
+from simulator.session import DEFAULT_SINK, HeadlessSession, SessionPlan
+
+LOGGER = "scope.server.headless"
+START_FAILED = "FrameProcessor failed to start"
+NO_SESSION = "No active headless session"
+
+
+class HeadlessError(Exception):
+    """A request the headless routes answer with an error status."""
+
+    def __init__(self, status_code: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status_code, self.detail = status_code, detail
+
+
+class Headless:
+    """The headless-session half of a simulated Scope server."""
+
+    def __init__(self, instance: ScopeInstance) -> None:
+        self.instance = instance
+
+    async def start(self, request: SessionStartRequest) -> dict:
+        """Start a session; a running one is replaced without being stopped (it leaks)."""
+        instance = self.instance
+        instance.advance()
+        plan = await self._plan(request)
+        now = instance.clock.now()
+        if instance.session is not None:
+            instance.end_session(instance.session, now, replaced=True)
+        session = self._create(request, plan, now)
+        instance.session = session
+        instance.sessions.append(session)
+        instance.logs.write(LOGGER, "INFO", f"Headless session started: pipelines {list(plan.pipeline_ids)}")
+        answer = {"status": "ok", "input_mode": request.input_mode, "cloud_mode": False, "pipeline_id": plan.pipeline_id}
+        return answer | {"graph": True} if plan.graph else answer
+
+    def _create(self, request: SessionStartRequest, plan: SessionPlan, now: float) -> HeadlessSession:
+        instance = self.instance
+        profile = instance.profile
+        fps = profile.fps_out or catalog.chain_fps(plan.pipeline_ids)
+        return HeadlessSession(
+            f"headless-{instance.rng.getrandbits(48):012x}", plan,
+            started_mono=now, started_wall=instance.clock.wall(now),
+            first_frame_s=draw_latency(instance.rng, profile.first_frame_s), fps_per_sink=fps,
+            prompt=main_prompt(request.prompts), parameters=_initial_parameters(request),
+            node_parameters=request.node_parameters,
+        )
+
+    async def _plan(self, request: SessionStartRequest) -> SessionPlan:
+        if request.graph is not None:
+            return await self._plan_graph(request)
+        loaded = self.instance.pipelines.loaded_ids
+        if request.pipeline_id not in loaded or not self.instance.pipelines.has_loaded(loaded):
+            self._fail(f"Pipeline {request.pipeline_id} is not loaded; load it before starting a session")
+        source = request.input_source
+        input_path = None
+        if request.input_mode == "video" and source is not None and source.enabled:
+            input_path = source.source_name
+        plan = SessionPlan(tuple(loaded), request.input_mode, input_path, (DEFAULT_SINK,), False, request.pipeline_id)
+        return self._with_media(plan, request)
+
+    async def _plan_graph(self, request: SessionStartRequest) -> SessionPlan:
+        try:
+            graph = parse_graph(request.graph or {})
+        except GraphError as exc:
+            raise HeadlessError(400, str(exc)) from None
+        chain = list(graph.pipeline_ids)
+        if catalog.unknown_ids(chain):
+            self._fail(f"Unknown pipeline(s) in graph: {catalog.unknown_ids(chain)}")
+        await self._load_for_graph(chain)
+        mode = "video" if graph.source_path else request.input_mode
+        plan = SessionPlan(tuple(chain), mode, graph.source_path, graph.sink_ids, True, chain[0] if chain else None)
+        return self._with_media(plan, request)
+
+    async def _load_for_graph(self, chain: list[str]) -> None:
+        # Graph mode loads its own pipelines; the start answers once they are loaded.
+        pipelines = self.instance.pipelines
+        if not chain or pipelines.has_loaded(chain):
+            return
+        job = pipelines.request_load(chain, None, self.instance.profile)
+        await asyncio.sleep(max(0.0, job.done_at - self.instance.clock.now()))
+        self.instance.advance(max(self.instance.clock.now(), job.done_at))
+        if job.failure is not None:
+            self._fail(f"Graph pipelines failed to load: {job.failure}")
+
+    def _with_media(self, plan: SessionPlan, request: SessionStartRequest) -> SessionPlan:
+        needs_input = catalog.needs_video_input(plan.pipeline_ids) or plan.input_mode == "video"
+        if needs_input and not plan.input_path:
+            self._fail(f"Pipelines {list(plan.pipeline_ids)} need a video input (input_mode 'video' + input_source)")
+        tint = None
+        if plan.input_path:
+            try:
+                reference = media_reference(plan.input_path)
+            except MediaError as exc:
+                self._fail(str(exc))
+            tint = (reference.cb, reference.cr)
+        image = (request.parameters or {}).get("first_frame_image")
+        if tint is None and isinstance(image, str):
+            try:
+                reference = media_reference(image)
+                tint = (reference.cb, reference.cr)
+            except MediaError as exc:
+                self.instance.logs.write(LOGGER, "WARNING", f"Ignoring first_frame_image: {exc}")
+        return dataclasses.replace(plan, tint=tint)
+
+    def _fail(self, reason: str) -> None:
+        self.instance.logs.write(LOGGER, "ERROR", f"Error starting headless session: {reason}")
+        raise HeadlessError(500, START_FAILED)
+
+    def stop(self) -> None:
+        """Stop the session; HeadlessError 404 when there is none."""
+        instance = self.instance
+        now = instance.advance()
+        if instance.session is None:
+            raise HeadlessError(404, NO_SESSION)
+        instance.end_session(instance.session, now, replaced=False)
+        instance.logs.write(LOGGER, "INFO", "Headless session stopped")
+
+    def frame(self, *, quality: int, sink_node_id: str | None) -> bytes:
+        """The latest output frame; HeadlessError 404 when there is none (yet)."""
+        instance = self.instance
+        now = instance.advance()
+        session = instance.session
+        if session is None:
+            raise HeadlessError(404, f"No frame available: {NO_SESSION.lower()}")
+        sink = sink_node_id or session.plan.sink_ids[0]
+        if session.plan.graph and sink not in session.plan.sink_ids:
+            raise HeadlessError(404, f"No frame available for sink '{sink}'")
+        frame = behaviour.output_frame(instance.active, session, now, quality=quality, sink=sink)
+        if frame is None:
+            raise HeadlessError(404, "No frame available yet")
+        return frame
+
+    def metrics(self) -> dict:
+        """The `/session/metrics` body."""
+        instance = self.instance
+        now = instance.advance()
+        session = instance.session
+        sessions = {} if session is None else {"headless": behaviour.session_metrics(instance.active, session, now)}
+        return {"sessions": sessions, "gpu": instance.gpu_stats(now)}
+
+    def update_parameters(self, update: ParametersUpdate) -> None:
+        """Merge new parameters; a `prompts` entry switches the prompt."""
+        instance = self.instance
+        now = instance.advance()
+        session = instance.session
+        if session is None:
+            raise HeadlessError(404, NO_SESSION)
+        values = update.model_dump(exclude_unset=True)
+        session.parameters.update(values)
+        if update.prompts is not None:
+            text = main_prompt(update.prompts)
+            session.switch_prompt(text, now, instance.profile.prompt_latency_s, instance.clock.wall(now))
+            instance.logs.write(LOGGER, "INFO", f"Prompt updated: {text!r}")
+
+    def parameters(self) -> dict:
+        """The `GET /session/parameters` body."""
+        self.instance.advance()
+        session = self.instance.session
+        if session is None:
+            raise HeadlessError(404, NO_SESSION)
+        return {"parameters": dict(session.parameters)}
+
+
+def _initial_parameters(request: SessionStartRequest) -> dict:
+    parameters = dict(request.parameters or {})
+    if request.prompts is not None:
+        parameters["prompts"] = [item.model_dump() for item in request.prompts]
+    return parameters

@@ -1,0 +1,1 @@
+"""The simulated Scope API, one router per area, plus the ground-truth routes under /_sim/."""

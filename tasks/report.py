@@ -1,0 +1,125 @@
+"""The edges of `run-scenario`: resolve its parameters, sweep orphans, publish its verdict."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prefect import task
+from prefect.artifacts import acreate_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+
+from analytics.lake import Lake
+from analytics.records import RunRecord
+from config.scenarios import Scenario
+from config.settings import Settings, load_settings
+from tasks.run_state import RunTarget
+
+SUMMARY_FIGURES = (
+    "connect_s", "load_s", "first_frame_s", "stream_s", "fps_steady", "fps_p50", "fps_p05",
+    "frames_sampled", "frames_valid", "prompt_switches", "prompt_switches_responded",
+    "vram_peak_mb", "vram_growth_mb", "cold_start",
+)
+
+
+@dataclass(frozen=True)
+class RunInputs:
+    """What a run needs, resolved from the flow's plain parameters."""
+
+    settings: Settings
+    scenario: Scenario
+    target: RunTarget
+    lake: Lake
+
+
+def resolve_run_inputs(scenario: str, scope_url: str, orchestrator: str | None, config: str | None) -> RunInputs:
+    """Load the config, find the scenario and the orchestrator the instance is pinned to."""
+    settings = load_settings(config)
+    return RunInputs(
+        settings=settings,
+        scenario=settings.scenario(scenario),
+        target=resolve_target(settings, scope_url, orchestrator),
+        lake=Lake.from_env(),
+    )
+
+
+def resolve_target(settings: Settings, scope_url: str, orchestrator: str | None) -> RunTarget:
+    """Attribute the run: the named orchestrator, else the one the instance is configured for."""
+    url = scope_url.rstrip("/")
+    instance = next((i for i in settings.instances if i.url and i.base_url() == url), None)
+    address = orchestrator or (instance.orchestrator if instance else None)
+    static = next((o for o in settings.discovery.orchestrators if address and o.address.lower() == address.lower()), None)
+    return RunTarget(
+        scope_url=url,
+        orchestrator=address,
+        orchestrator_uri=static.uri if static else None,
+        region=static.region if static else None,
+        scope_instance=instance.name if instance else url,
+    )
+
+
+@task(name="sweep-orphans", cache_policy=NO_CACHE)
+def sweep_orphan_runs(lake: Lake) -> list[str]:
+    """Turn runs that started but never finished (harness killed) into `aborted`."""
+    return lake.sweep_orphans()
+
+
+def run_summary(record: RunRecord) -> dict:
+    """The one summary object of a run (CLI --json, flow result, demo table)."""
+    summary = {
+        "run_id": record.run_id,
+        "scenario": record.scenario,
+        "orchestrator": record.orchestrator,
+        "scope_instance": record.scope_instance,
+        "outcome": record.outcome,
+        "failure_category": record.failure_category,
+        "failure_phase": record.failure_phase,
+        "failure_reason": record.failure_reason,
+        "checks_failed": list(record.checks_failed or []),
+        "artifacts_path": record.artifacts_path,
+    }
+    summary.update({name: getattr(record, name, None) for name in SUMMARY_FIGURES})
+    return summary
+
+
+def run_markdown(summary: dict) -> str:
+    """The verdict and key figures as markdown for the Prefect UI."""
+    lines = [
+        f"## {summary['scenario']}: **{str(summary['outcome']).upper()}**",
+        "",
+        f"run `{summary['run_id']}` on orchestrator `{summary['orchestrator'] or 'unknown'}` "
+        f"via `{summary['scope_instance']}`",
+        "",
+    ]
+    if summary["outcome"] != "passed":
+        lines += [
+            f"- failure: {summary['failure_category']} / {summary['failure_phase']}: {summary['failure_reason']}",
+            f"- checks failed: {', '.join(summary['checks_failed']) or '-'}",
+            f"- evidence: `{summary['artifacts_path']}`",
+            "",
+        ]
+    lines += ["| figure | value |", "|---|---|"]
+    lines += [f"| {name} | {_fmt(summary.get(name))} |" for name in SUMMARY_FIGURES]
+    return "\n".join(lines)
+
+
+@task(name="publish-run-artifact", cache_policy=NO_CACHE)
+async def publish_run_artifact(record: RunRecord) -> dict:
+    """Create the run's markdown artifact in Prefect; return the summary."""
+    summary = run_summary(record)
+    await acreate_markdown_artifact(
+        markdown=run_markdown(summary),
+        key=_artifact_key(record.scenario),
+        description=f"{record.scenario}: {record.outcome}",
+    )
+    return summary
+
+
+def _artifact_key(scenario: str) -> str:
+    # Artifact keys allow lowercase letters, digits and dashes only.
+    return "run-" + "".join(c if c.isalnum() else "-" for c in scenario.lower())
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return "-" if value is None else str(value)
