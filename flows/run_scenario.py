@@ -33,7 +33,7 @@ def flow_run_name() -> str:
     return f"{parameters.get('scenario', '?')} @ {where}"
 
 
-@flow(name="run-scenario", flow_run_name=flow_run_name, timeout_seconds=MAX_RUN_TIMEOUT_S, log_prints=True)
+@flow(name="run-scenario", flow_run_name=flow_run_name, timeout_seconds=MAX_RUN_TIMEOUT_S)
 async def run_scenario(
     scenario: str,
     scope_url: str,

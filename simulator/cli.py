@@ -134,13 +134,13 @@ def _print_table(title: str, rows: list[tuple[str, str]]) -> None:
 
 
 def _run(launch: Launch) -> int:
-    async def serve() -> None:
+    async def serve_until_signalled() -> None:
         group = ServerGroup(launch.bindings)
         group.install_signal_handlers()
         await group.serve()
 
     try:
-        asyncio.run(serve())
+        asyncio.run(serve_until_signalled())
     finally:
         launch.cleanup()
     print("stopped", flush=True)

@@ -66,9 +66,10 @@ def corrupt_jpeg(index: int) -> bytes:
 @functools.lru_cache(maxsize=2048)
 def _encode(look: Look, width: int, height: int, quality: int, variant: int) -> bytes:
     luma, cb, cr = _planes(look, width, height)
-    scale = (BLACK_NOISE_SIGMA if look.kind is LookKind.BLACK else NOISE_SIGMA) / NOISE_SIGMA
-    noisy = np.clip(luma + _noise(width, height, variant) * np.float32(scale), 0, 255)
-    y = Image.fromarray(noisy.astype(np.uint8), "L")
+    noise = _noise(width, height, variant).astype(np.int16)
+    if look.kind is LookKind.BLACK:
+        noise = np.rint(noise * (BLACK_NOISE_SIGMA / NOISE_SIGMA)).astype(np.int16)
+    y = Image.fromarray(np.clip(luma + noise, 0, 255).astype(np.uint8), "L")
     buffer = io.BytesIO()
     Image.merge("YCbCr", (y, cb, cr)).save(buffer, "JPEG", quality=quality)
     return buffer.getvalue()
@@ -85,6 +86,12 @@ def _noise(width: int, height: int, variant: int) -> np.ndarray:
 
 @functools.lru_cache(maxsize=64)
 def _planes(look: Look, width: int, height: int) -> tuple[np.ndarray, Image.Image, Image.Image]:
+    # Luma is kept as int16 (0-255) so adding the int8 noise needs no float pass per frame.
+    luma, cb, cr = _float_planes(look, width, height)
+    return np.rint(np.clip(luma, 0, 255)).astype(np.int16), cb, cr
+
+
+def _float_planes(look: Look, width: int, height: int) -> tuple[np.ndarray, Image.Image, Image.Image]:
     if look.kind is LookKind.BLACK:
         return np.full((height, width), look.black_luma, np.float32), *_flat_chroma(width, height)
     if look.kind is LookKind.PROMPT:
