@@ -21,6 +21,7 @@ demo: env
 	$(UV) run --frozen python -m deployments.demo
 
 test: env
+	@./scripts/ensure-debian-packages prometheus-pushgateway prometheus
 	$(UV) run --frozen pytest -p no:cacheprovider
 
 bench: env

@@ -133,12 +133,17 @@ def free_base_port(count: int) -> int:
     raise RuntimeError("no free port range")
 
 
+def fleet_file(base: int) -> Path:
+    """Where the benchmark's fleet writes its description (removed after each step)."""
+    return Path(tempfile.gettempdir()) / f"bench-fleet-{base}.json"
+
+
 def start_fleet(instances: int, base: int, sim_core: int | None) -> subprocess.Popen:
     """The fleet process, pinned to `sim_core` from its first instruction."""
     args = [
         sys.executable, "-m", "simulator", "fleet", "--instances", str(instances), "--orchestrators", str(instances),
         "--base-port", str(base), "--profiles", "healthy", "--set", f"fps_out={FPS}", "--set", "load_s=0.05",
-        "--set", "first_frame_s=0.1", "--fleet-file", str(Path(tempfile.gettempdir()) / f"bench-fleet-{base}.json"),
+        "--set", "first_frame_s=0.1", "--fleet-file", str(fleet_file(base)),
     ]
     pin = (lambda: os.sched_setaffinity(0, {sim_core})) if sim_core is not None else None
     return subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=pin)
@@ -181,6 +186,7 @@ async def run_step(instances: int, measure_s: float, sim_core: int | None) -> di
     finally:
         fleet.send_signal(signal.SIGTERM)
         fleet.communicate(timeout=30)
+        fleet_file(base).unlink(missing_ok=True)
     return summarize(instances, stats, cpu_s / wall_s, measure_s)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import json
 import os
 import sys
@@ -15,6 +16,9 @@ from collections.abc import Sequence
 from tasks.errors import ConfigError, HarnessError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+# Modules that add subcommands: each has `add_parsers(subparsers) -> {name: handler}`; handlers
+# take the parsed args and return an exit code, importing heavy modules only when they run.
+COMMAND_MODULES = ("deployments.cli_discover", "deployments.cli_fleet", "deployments.cli_analytics")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sweep = sub.add_parser("sweep", help="mark runs that never finished as aborted")
     sweep.add_argument("--json", action="store_true")
+    for name in COMMAND_MODULES:
+        COMMANDS.update(importlib.import_module(name).add_parsers(sub))
     return parser
 
 
@@ -55,6 +61,8 @@ def _positive_float(text: str) -> float:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `loadtest` console script."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
     args = build_parser().parse_args(argv)
     handler = COMMANDS[args.command]
     try:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import tempfile
-from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -12,7 +10,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from simulator.headless import Headless, HeadlessError
 from simulator.instance import ScopeInstance
-from simulator.profiles import FaultKind, Profile
+from simulator.profiles import FaultKind
 from simulator.routes import cloud, pipeline, session, sim, system
 
 TRANSPORT_KEY = "sim.transport"  # put into each request's scope state by server.ResettableH11Protocol
@@ -29,18 +27,6 @@ def create_app(instance: ScopeInstance) -> FaultInjector:
         app.include_router(module.router)
     app.add_exception_handler(HeadlessError, _headless_error)
     return FaultInjector(app, instance)
-
-
-def build_instance(
-    profile: Profile, *, orchestrator_url: str | None = None, orchestrator_address: str | None = None,
-    seed: int = 0, assets_dir: Path | None = None,
-) -> ScopeInstance:
-    """A ScopeInstance with a fresh temporary assets folder unless one is given."""
-    folder = assets_dir or Path(tempfile.mkdtemp(prefix="scope-sim-assets-"))
-    return ScopeInstance(
-        profile, orchestrator_url=orchestrator_url, orchestrator_address=orchestrator_address,
-        seed=seed, assets_dir=folder,
-    )
 
 
 async def _headless_error(_request: Request, exc: Exception) -> JSONResponse:

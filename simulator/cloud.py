@@ -51,7 +51,10 @@ class CloudConnection:
         self.connection_id: str | None = None
 
     def connect(self, app_id: str | None, api_key: str | None, user_id: str | None, profile: Profile) -> dict:
-        """Begin a background connect; raise CredentialsMissing when there is no app id at all."""
+        """Begin a background connect; raise CredentialsMissing when there is no app id at all.
+
+        The api key is accepted as Scope accepts it and deliberately neither stored nor logged.
+        """
         now = self._clock.now()
         resolved_app_id = app_id or self._env.get(APP_ID_ENV)
         if not resolved_app_id:

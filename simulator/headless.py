@@ -45,7 +45,7 @@ class Headless:
         instance.sessions.append(session)
         instance.logs.write(LOGGER, "INFO", f"Headless session started: pipelines {list(plan.pipeline_ids)}")
         answer = {"status": "ok", "input_mode": request.input_mode, "cloud_mode": False, "pipeline_id": plan.pipeline_id}
-        return answer | {"graph": True} if plan.graph else answer
+        return (answer | {"graph": True}) if plan.graph else answer
 
     def _create(self, request: SessionStartRequest, plan: SessionPlan, now: float) -> HeadlessSession:
         instance = self.instance

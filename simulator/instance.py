@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Mapping
+from collections import deque
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from simulator import behaviour
@@ -20,12 +21,13 @@ from simulator.logbook import LogBook
 from simulator.pipelines import PipelineManager
 from simulator.profiles import FaultKind, Profile
 from simulator.session import HeadlessSession
-from simulator.truth import Clock, TruthLog
+from simulator.truth import Clock, FaultRecord, TruthLog
 
 INSTANCE_FAULTS = frozenset({FaultKind.SLOW_HTTP, FaultKind.VRAM_CEILING})
 EVENT_FAULTS = frozenset({FaultKind.CONNECT_FAIL, FaultKind.CONNECT_TIMEOUT, FaultKind.LOAD_ERROR, FaultKind.NO_CAPACITY})
 HANG_PATHS = frozenset({"/api/v1/session/metrics", "/api/v1/session/frame"})
 SESSION_PREFIX = "/api/v1/session/"
+MAX_SESSIONS_KEPT = 500  # truth keeps the most recent sessions of a long-running instance
 CRASH_LOGGER = "scope.server.pipeline_processor"
 CRASH_ERROR = "RuntimeError: CUDA error: an illegal memory access was encountered"
 
@@ -58,7 +60,7 @@ class ScopeInstance:
             self.clock, self.logs, self.truth_log, self.rng, env=self._env, orchestrator_url=self.orchestrator_url
         )
         self.session: HeadlessSession | None = None
-        self.sessions: list[HeadlessSession] = []
+        self.sessions: deque[HeadlessSession] = deque(maxlen=MAX_SESSIONS_KEPT)
         self.leaked_sessions = 0
 
     @property
@@ -133,7 +135,7 @@ class ScopeInstance:
         if self.session is session:
             self.session = None
 
-    def _close_faults(self, which, now: float) -> None:
+    def _close_faults(self, which: Callable[[FaultRecord], bool], now: float) -> None:
         wall = self.clock.wall(now)
         for record in self.truth_log.open_faults():
             if which(record):

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import time
+from collections import deque
 from dataclasses import asdict, dataclass, field
+
+MAX_RECORDS = 1000  # per list: a long-running demo instance keeps the recent past only
 
 
 class Clock:
@@ -65,9 +68,9 @@ class FaultRecord:
 class TruthLog:
     """Every load, connect and fault of an instance, in order."""
 
-    loads: list[LoadRecord] = field(default_factory=list)
-    connects: list[ConnectRecord] = field(default_factory=list)
-    faults: list[FaultRecord] = field(default_factory=list)
+    loads: deque[LoadRecord] = field(default_factory=lambda: deque(maxlen=MAX_RECORDS))
+    connects: deque[ConnectRecord] = field(default_factory=lambda: deque(maxlen=MAX_RECORDS))
+    faults: deque[FaultRecord] = field(default_factory=lambda: deque(maxlen=MAX_RECORDS))
 
     def open_fault(self, kind: str, started_at: float, session_id: str | None = None) -> FaultRecord:
         """Record a fault that started at `started_at` and has not ended."""

@@ -21,6 +21,8 @@ class ProgressEvent:
     run_id: str
     scenario: str
     kind: str  # "phase" | "tick" | "done"
+    orchestrator: str | None = None
+    instance: str | None = None
     phase: str | None = None
     t_s: float | None = None
     frames_sampled: int = 0

@@ -201,7 +201,8 @@ class RunState:
 
     def emit(self, kind: str, **fields) -> None:
         """Tell progress listeners what this run is doing."""
-        emit(ProgressEvent(run_id=self.run_id, scenario=self.scenario.name, kind=kind, **fields))
+        emit(ProgressEvent(run_id=self.run_id, scenario=self.scenario.name, kind=kind,
+                           orchestrator=self.target.orchestrator, instance=self.target.scope_instance, **fields))
 
     def land_started(self) -> None:
         """Land the `started` row so a crash from here on is found by the sweeper."""

@@ -195,6 +195,22 @@ def tiny_clip(path: Path) -> bytes:
     return path.read_bytes()
 
 
+def chain_graph(source_path: str) -> dict[str, Any]:
+    """scope-api.md's longlive+rife graph over a video file."""
+    chain = ["input", "longlive", "rife", "output"]
+    nodes = [
+        {"id": "input", "type": "source", "source_mode": "video_file", "source_name": source_path},
+        {"id": "longlive", "type": "pipeline", "pipeline_id": "longlive"},
+        {"id": "rife", "type": "pipeline", "pipeline_id": "rife"},
+        {"id": "output", "type": "sink"},
+    ]
+    edges = [
+        {"from": a, "from_port": "video", "to_node": b, "to_port": "video", "kind": "stream"}
+        for a, b in zip(chain, chain[1:])
+    ]
+    return {"nodes": nodes, "edges": edges}
+
+
 async def test_assets_graph_session_and_output_stream(tmp_path):
     clip = tiny_clip(tmp_path / "in.mp4")
     with running_simulator("healthy", overrides=QUICK) as sim:
@@ -203,20 +219,9 @@ async def test_assets_graph_session_and_output_stream(tmp_path):
             assert asset.path.startswith("/") and asset.path.endswith(".mp4")
             assert asset.type == "video"
             assert asset.path in [listed.path for listed in await scope.list_assets()]
-            graph = {
-                "nodes": [
-                    {"id": "input", "type": "source", "source_mode": "video_file", "source_name": asset.path},
-                    {"id": "longlive", "type": "pipeline", "pipeline_id": "longlive"},
-                    {"id": "rife", "type": "pipeline", "pipeline_id": "rife"},
-                    {"id": "output", "type": "sink"},
-                ],
-                "edges": [
-                    {"from": "input", "from_port": "video", "to_node": "longlive", "to_port": "video", "kind": "stream"},
-                    {"from": "longlive", "from_port": "video", "to_node": "rife", "to_port": "video", "kind": "stream"},
-                    {"from": "rife", "from_port": "video", "to_node": "output", "to_port": "video", "kind": "stream"},
-                ],
-            }
-            started = await scope.start_session(input_mode="video", graph=graph, prompts=[Prompt(text="x")])
+            started = await scope.start_session(
+                input_mode="video", graph=chain_graph(asset.path), prompts=[Prompt(text="x")]
+            )
             assert started.graph is True
             frame = await eventually(lambda: scope.get_frame(sink_node_id="output"), lambda f: f is not None)
             assert frame is not None and decode(frame).size == (SIZE, SIZE)
@@ -446,17 +451,19 @@ async def test_low_fps_counts_slowly():
     assert stats.frames_out / stats.elapsed_seconds < 6
 
 
+async def allocated_mb(scope: ScopeClient) -> float:
+    """The session's allocated VRAM, asserting the metrics report it."""
+    gpu = (await scope.session_metrics()).gpu
+    assert gpu is not None and gpu.vram_allocated_mb is not None
+    return gpu.vram_allocated_mb
+
+
 async def test_vram_leak_grows_and_vram_ceiling_sits_high():
     with running_simulator("vram_leak", overrides={**QUICK, "leak_mb_per_s": 200.0}) as sim:
         async with ScopeClient(sim.url) as scope:
             await start_text_session(scope)
-            first = await scope.session_metrics()
-            assert first.gpu is not None and first.gpu.vram_allocated_mb is not None
-            grown = await eventually(
-                scope.session_metrics,
-                lambda m: (m.gpu.vram_allocated_mb or 0) > first.gpu.vram_allocated_mb + 50,  # type: ignore[union-attr]
-            )
-    assert grown.gpu is not None
+            start_mb = await allocated_mb(scope)
+            await eventually(lambda: allocated_mb(scope), lambda now_mb: now_mb > start_mb + 50)
     with running_simulator("vram_ceiling", overrides=QUICK) as sim:
         async with ScopeClient(sim.url) as scope:
             await start_text_session(scope)

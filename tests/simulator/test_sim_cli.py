@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import pytest
 from sim_helpers import wait_until
 
 from simulator.profiles import PROFILES
@@ -143,3 +144,13 @@ def test_profiles_command_and_usage_errors() -> None:
         capture_output=True, text=True, timeout=30,
     )
     assert bad.returncode == 2 and "unknown profile 'flaky'" in bad.stderr
+
+
+def test_set_values_are_read_as_json_when_they_parse() -> None:
+    from simulator.cli import parse_overrides
+
+    assert parse_overrides(["fault_after_s=1.5", "wrong_size=[320,240]", "gpu_name=NVIDIA L4", "has_gpu=false"]) == {
+        "fault_after_s": 1.5, "wrong_size": [320, 240], "gpu_name": "NVIDIA L4", "has_gpu": False,
+    }
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        parse_overrides(["fault_after_s"])

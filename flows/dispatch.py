@@ -1,0 +1,53 @@
+"""`dispatch`: plan fair runs over the fleet and launch `run-scenario` for each, within concurrency limits."""
+
+from __future__ import annotations
+
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+from prefect.concurrency.asyncio import concurrency
+
+from analytics.lake import Lake
+from config.settings import Settings, load_settings
+from flows.run_scenario import run_scenario
+from tasks.dispatching import DEFAULT_WINDOW_S, Orchestrator, dispatch_runs
+from tasks.instances import scope_instance
+from tasks.limits import ensure_limits, limit_names
+from tasks.planner import Assignment
+
+
+@task(name="sweep-orphans", cache_policy=NO_CACHE)
+def sweep(lake: Lake) -> list[str]:
+    """Turn runs that started but never finished into `aborted` before planning."""
+    return lake.sweep_orphans()
+
+
+async def launch_assignment(
+    assignment: Assignment, orchestrator: Orchestrator, *, settings: Settings, lake: Lake, config: str | None
+) -> dict:
+    """One assignment: hold its orchestrator and instance limits, bring up the instance, run the scenario."""
+    instance = next(i for i in settings.instances if i.name == assignment.instance)
+    names = limit_names(assignment.orchestrator, assignment.instance)
+    await ensure_limits(names)
+    async with concurrency(names, occupy=1, strict=True):
+        async with scope_instance(instance, orchestrator_uri=orchestrator.uri, log_dir=lake.root / "instances") as url:
+            return await run_scenario(
+                scenario=assignment.scenario,
+                scope_url=url,
+                orchestrator=orchestrator.address,
+                duration_s=assignment.duration_s,
+                config=config,
+            )
+
+
+@flow(name="dispatch")
+async def dispatch(config: str | None = None, max_runs: int | None = None, window_s: float = DEFAULT_WINDOW_S) -> dict:
+    """Plan and launch runs for `window_s` seconds (or `max_runs` runs); wait for them; return a summary."""
+    settings = load_settings(config)
+    lake = Lake.from_env()
+    sweep(lake)
+
+    async def launch(assignment: Assignment, orchestrator: Orchestrator) -> dict:
+        return await launch_assignment(assignment, orchestrator, settings=settings, lake=lake, config=config)
+
+    summary = await dispatch_runs(settings=settings, lake=lake, launch=launch, max_runs=max_runs, window_s=window_s)
+    return summary.as_dict()

@@ -1,0 +1,86 @@
+"""Healthy instances pass (at least 99 of 100 short runs), and every run lands its frames and final row.
+
+Ten simulated instances, each pinned to its own orchestrator; ten workers run ten sessions
+each, one after the other on their instance, all workers at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from analytics.lake import Lake
+from simulator.testing import running_fleet
+from tasks.run_state import RunTarget
+from tasks.session import run_session
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
+
+INSTANCES = 10
+RUNS_PER_INSTANCE = 10
+RUNS = INSTANCES * RUNS_PER_INSTANCE
+MIN_PASSED = 99
+DURATION_S = 4.0
+# Workers rotate through the modes so uploads (v2v clip, i2v image) and graph sessions are covered too.
+SCENARIOS = ("longlive_t2v_15s", "longlive_i2v_15s", "longlive_v2v_15s", "longlive_rife_v2v_15s", "ltx2_t2v_15s")
+
+
+@pytest.fixture(scope="module")
+async def campaign(demo_settings, tmp_path_factory):
+    """All runs of all workers: (records, lake, truth of every instance after its runs)."""
+    lake = Lake(tmp_path_factory.mktemp("reliability"))
+    with running_fleet(instances=INSTANCES, orchestrators=INSTANCES, profiles=["healthy"]) as fleet:
+
+        async def worker(index: int) -> list:
+            instance = fleet.instances[index]
+            scenario = demo_settings.scenario(SCENARIOS[index % len(SCENARIOS)])
+            target = RunTarget(scope_url=instance.url, orchestrator=instance.orchestrator_address,
+                               orchestrator_uri=instance.orchestrator_url)
+            return [
+                await run_session(settings=demo_settings, scenario=scenario, target=target, lake=lake,
+                                  duration_s=DURATION_S)
+                for _ in range(RUNS_PER_INSTANCE)
+            ]
+
+        per_worker = await asyncio.gather(*(worker(i) for i in range(INSTANCES)))
+        truths = [fleet.handle(i).truth() for i in range(INSTANCES)]
+    records = [record for records in per_worker for record in records]
+    return records, lake, truths
+
+
+def test_healthy_runs_pass(campaign):
+    records, _, _ = campaign
+    assert len(records) == RUNS
+    failures = [r for r in records if r.outcome != "passed"]
+    for r in failures:
+        print(f"{r.run_id} {r.scenario} @ {r.scope_instance}: {r.outcome} {r.failure_category}/{r.failure_phase}: "
+              f"{r.failure_reason} (checks {list(r.checks_failed)})")
+    assert RUNS - len(failures) >= MIN_PASSED, [r.failure_reason for r in failures]
+
+
+def test_every_run_landed_its_frames(campaign):
+    records, lake, _ = campaign
+    counts = dict(lake.query("SELECT run_id, count(*) FROM frames GROUP BY run_id").rows)
+    assert {r.run_id for r in records} <= set(counts)
+    assert all(counts[r.run_id] > 0 for r in records)
+    for r in records:
+        assert counts[r.run_id] == r.frames_sampled, r.run_id  # every sampled tick landed, none twice
+
+
+def test_the_runs_view_shows_one_final_row_per_run(campaign):
+    records, lake, _ = campaign
+    rows = lake.query("SELECT run_id, state, outcome FROM runs").rows
+    assert len(rows) == RUNS
+    assert {run_id for run_id, _, _ in rows} == {r.run_id for r in records}
+    assert all(state == "final" for _, state, _ in rows)
+    by_id = {r.run_id: r.outcome for r in records}
+    assert all(outcome == by_id[run_id] for run_id, _, outcome in rows)
+
+
+def test_no_session_was_left_running_or_leaked(campaign):
+    _, _, truths = campaign
+    for truth in truths:
+        assert len(truth["sessions"]) == RUNS_PER_INSTANCE
+        assert truth["active_session"] is False
+        assert truth["leaked_sessions"] == 0
