@@ -1,13 +1,123 @@
-"""Subcommands of `loadtest` (see deployments/cli.py COMMAND_MODULES)."""
+"""`loadtest baselines`, `loadtest drift`, `loadtest scores`: the analytics, computed from the lake now.
+
+Each reads the lake's runs ($LOADTEST_DATA_DIR), computes like the `analyze` flow does (without
+landing or pushing anything) and prints a table, or JSON with --json. Exit code 0.
+"""
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import json
 from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import polars as pl
 
 Handler = Callable[[argparse.Namespace], int]
+BASELINE_COLUMNS = ("scope", "scenario", "orchestrator", "metric", "p50", "p95", "n")
+DRIFT_COLUMNS = ("scope", "scenario", "orchestrator", "metric", "verdict", "baseline_p50", "recent_median",
+                 "change", "p_value", "n_recent", "n_baseline")
+SCORE_COLUMNS = ("orchestrator", "pipeline", "runs", "passed", "pass_rate", "wilson_95", "latency_score",
+                 "fps_score", "score")
+VERDICT_ORDER = {"regressed": 0, "improved": 1, "stable": 2, "insufficient_data": 3}
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> dict[str, Handler]:
     """Register this module's subcommands; return their handlers by name."""
-    return {}
+    baselines = sub.add_parser("baselines", help="rolling P50/P95 per scenario and orchestrator x scenario")
+    baselines.add_argument("--window-days", type=_positive_int, default=7, help="window length (default 7)")
+    baselines.add_argument("--scope", choices=("scenario", "orchestrator_scenario"), help="only this series kind")
+    baselines.add_argument("--json", action="store_true", help="print the rows as a JSON list")
+
+    drift = sub.add_parser("drift", help="did the last day get worse than the 7 days before? (every series)")
+    drift.add_argument("--json", action="store_true", help="print the drift report and every series as JSON")
+
+    scores = sub.add_parser("scores", help="pass rate (Wilson 95 %%) and score per orchestrator x pipeline")
+    scores.add_argument("--window-days", type=_positive_int, default=7, help="window length (default 7)")
+    scores.add_argument("--json", action="store_true", help="print the rows as a JSON list")
+    return {"baselines": cmd_baselines, "drift": cmd_drift, "scores": cmd_scores}
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _runs_and_now() -> tuple[pl.DataFrame, dt.datetime]:
+    """The lake's runs view and the current UTC time."""
+    from analytics.lake import Lake
+
+    return Lake.from_env().runs_frame(), dt.datetime.now(dt.timezone.utc)
+
+
+def _json_rows(frame: pl.DataFrame) -> str:
+    return json.dumps(frame.to_dicts(), default=str)
+
+
+def cmd_baselines(args: argparse.Namespace) -> int:
+    """Print the rolling baselines computed from the lake's runs."""
+    import polars as pl
+
+    from analytics.baselines import compute_baselines
+    from deployments.tables import format_table
+
+    runs, now = _runs_and_now()
+    baselines = compute_baselines(runs, now=now, window_days=args.window_days)
+    if args.scope:
+        baselines = baselines.filter(pl.col("scope") == args.scope)
+    if args.json:
+        print(_json_rows(baselines))
+        return 0
+    print(f"{baselines.height} series over the last {args.window_days} day(s), {runs.height} run(s) in the lake")
+    print(format_table(BASELINE_COLUMNS, baselines.select(BASELINE_COLUMNS).rows()))
+    return 0
+
+
+def cmd_drift(args: argparse.Namespace) -> int:
+    """Print the drift verdict of every series: regressions first."""
+    import polars as pl
+
+    from analytics.drift import DEFAULT_DRIFT_RULE, compute_drift, drift_report_json
+    from deployments.tables import format_table
+
+    runs, now = _runs_and_now()
+    drift = compute_drift(runs, now=now)
+    if args.json:
+        print(json.dumps(drift_report_json(drift) | {"series": drift.to_dicts()}, default=str))
+        return 0
+    ordered = drift.with_columns(
+        pl.col("verdict").replace_strict(VERDICT_ORDER, default=len(VERDICT_ORDER)).alias("rank"),
+        (pl.col("change_ratio") * 100).round(1).cast(pl.String).add(" %").alias("change"),
+    ).sort(["rank", "change_ratio"], descending=[False, True], nulls_last=True)
+    counts = {v: drift.filter(pl.col("verdict") == v).height for v in VERDICT_ORDER}
+    print(DEFAULT_DRIFT_RULE.describe())
+    print(", ".join(f"{n} {v.replace('_', ' ')}" for v, n in counts.items()) + f" ({drift.height} series)")
+    print(format_table(DRIFT_COLUMNS, ordered.select(DRIFT_COLUMNS).rows()))
+    return 0
+
+
+def cmd_scores(args: argparse.Namespace) -> int:
+    """Print pass rates with their Wilson interval and the orchestrator scores, best first."""
+    from analytics.scores import MIN_RUNS_TO_RANK, compute_scores, evidence_label
+    from deployments.tables import format_cell, format_table
+
+    runs, now = _runs_and_now()
+    scores = compute_scores(runs, now=now, window_days=args.window_days)
+    rows = scores.to_dicts()
+    if args.json:
+        print(json.dumps([row | {"evidence": evidence_label(row)} for row in rows], default=str))
+        return 0
+    table = [[row["orchestrator"], row["pipeline"], row["runs"], row["passed"], row["pass_rate"],
+              f"[{format_cell(row['wilson_low'])}, {format_cell(row['wilson_high'])}]",
+              row["latency_score"], row["fps_score"], evidence_label(row)] for row in rows]
+    print(f"{len(rows)} orchestrator x pipeline pair(s) over the last {args.window_days} day(s); "
+          f"fewer than {MIN_RUNS_TO_RANK} verdicts: insufficient evidence, not ranked")
+    print(format_table(SCORE_COLUMNS, table))
+    return 0

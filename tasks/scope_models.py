@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
@@ -62,7 +63,7 @@ class ScopeModel(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
 
-class PipelineState:
+class PipelineState(StrEnum):
     """The values `/api/v1/pipeline/status` reports in `status`."""
 
     NOT_LOADED = "not_loaded"

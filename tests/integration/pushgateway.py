@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
@@ -77,12 +79,13 @@ class Pushgateway:
         return response.json()["data"]
 
 
-def _wait_ready(url: str, process: subprocess.Popen) -> None:
+def _wait_ready(url: str, process: subprocess.Popen, log: IO[bytes]) -> None:
     """Poll /-/ready until it answers 200; RuntimeError when the process dies or time runs out."""
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"pushgateway exited with {process.returncode}")
+            log.seek(0)
+            raise RuntimeError(f"pushgateway exited with {process.returncode}: {log.read()[-2000:].decode()}")
         try:
             if httpx.get(f"{url}/-/ready", timeout=1.0).status_code == 200:
                 return
@@ -98,17 +101,16 @@ def running_pushgateway(persistence_file: Path | None = None) -> Iterator[Pushga
     port = free_port()
     args = [str(ensure_binary()), f"--web.listen-address={LOOPBACK}:{port}",
             f"--persistence.file={persistence_file or ''}", "--log.level=warn"]
-    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://{LOOPBACK}:{port}"
-    try:
-        _wait_ready(url, process)
-        yield Pushgateway(url, process)
-    finally:
-        process.terminate()
+    with tempfile.TemporaryFile() as log:  # a file, not a pipe: a chatty gateway never blocks on it
+        process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=log)
         try:
-            process.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=STOP_TIMEOUT_S)
-        if process.stderr is not None:
-            process.stderr.close()
+            _wait_ready(url, process, log)
+            yield Pushgateway(url, process)
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=STOP_TIMEOUT_S)

@@ -472,6 +472,15 @@ async def test_vram_leak_grows_and_vram_ceiling_sits_high():
     assert gpu.vram_allocated_mb / gpu.vram_total_mb > 0.9
 
 
+async def test_slow_instance_loads_and_streams():
+    with running_simulator("slow") as sim:
+        async with ScopeClient(sim.url) as scope:
+            await start_text_session(scope)
+            await frames_produced(scope, 3)
+            truth = sim.truth()
+    assert truth["loads"][0]["load_s"] > 0.5 and not truth["loads"][0]["failed"]
+
+
 async def test_slow_http_still_works():
     with running_simulator("slow_http", overrides={**QUICK, "http_delay_s": 0.1}) as sim:
         async with ScopeClient(sim.url) as scope:
