@@ -61,8 +61,9 @@ def normalised_runs(runs: pl.DataFrame) -> pl.DataFrame:
     missing = [name for name in RUNS_SCHEMA if name not in runs.columns]
     if missing:
         raise ValueError(f"runs frame lacks columns {missing}")
-    columns = [_typed(name, runs.schema[name]) for name in RUNS_SCHEMA]
-    return runs.select(columns).filter(pl.col("orchestrator").is_not_null())
+    if dict(runs.schema) != RUNS_SCHEMA:  # already normalised frames pass through untouched
+        runs = runs.select([_typed(name, runs.schema[name]) for name in RUNS_SCHEMA])
+    return runs.filter(pl.col("orchestrator").is_not_null()) if runs["orchestrator"].null_count() else runs
 
 
 def _typed(name: str, dtype: pl.DataType) -> pl.Expr:
@@ -131,7 +132,10 @@ def _with_states(table: pl.DataFrame, *, budget: Budget, day: date, now: datetim
     budget_s = budget_seconds(budget)
     gap = timedelta(minutes=budget.min_run_gap_mins)
     backoff = timedelta(minutes=budget.unavailable_backoff_mins)
-    now_literal = pl.lit(now).cast(_UTC_TYPE)
+    # Compared with cut-offs rather than `now < last + gap`: Polars 2.1 returns one row for
+    # `duration + column` when a left join left the column all null.
+    cooled_at = pl.lit(now - gap).cast(_UTC_TYPE)
+    backed_off_at = pl.lit(now - backoff).cast(_UTC_TYPE)
     table = table.with_columns(
         pl.lit(day).alias("date"),
         pl.lit(budget_s).alias("budget_s"),
@@ -139,8 +143,8 @@ def _with_states(table: pl.DataFrame, *, budget: Budget, day: date, now: datetim
         (pl.col("scenarios_covered") / scenarios_due if scenarios_due else pl.lit(None, pl.Float64))
         .alias("coverage_ratio"),
         (pl.col("consecutive_failures") >= budget.blacklist_after_failures).alias("blacklisted"),
-        (now_literal < pl.col("last_run_ended_at") + gap).fill_null(False).alias("cooling_down"),
-        (now_literal < pl.col("last_unavailable_at") + backoff).fill_null(False).alias("backing_off"),
+        (pl.col("last_run_ended_at") > cooled_at).fill_null(False).alias("cooling_down"),
+        (pl.col("last_unavailable_at") > backed_off_at).fill_null(False).alias("backing_off"),
         (pl.col("used_s") >= budget_s).alias("over_budget"),
     )
     status = (

@@ -206,16 +206,17 @@ def _number(value: float | None) -> str:
     return "–" if value is None else f"{value:.3g}"
 
 
-def _table(entries: list[dict[str, Any]], word: str) -> list[str]:
-    """Markdown table of regressions or improvements."""
-    lines = ["| scope | scenario | orchestrator | metric | baseline P50 | recent median | change | p-value "
-             "| n recent / baseline |", "|---|---|---|---|---|---|---|---|---|"]
+def _table(entries: list[dict[str, Any]], word: str, *, with_p: bool) -> list[str]:
+    """Markdown table of regressions or improvements (the stored p-value tests "worse")."""
+    header = ["scope", "scenario", "orchestrator", "metric", "baseline P50", "recent median", "change",
+              *(["p-value"] if with_p else []), "n recent / baseline"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for e in entries:
         change = "–" if e["change_ratio"] is None else f"{abs(e['change_percent']):.1f} % {word}"
-        p_value = "–" if e["p_value"] is None else f"{e['p_value']:.2g}"
+        p_value = ["–" if e["p_value"] is None else f"{e['p_value']:.2g}"] if with_p else []
         cells = [SCOPE_LABELS.get(e["scope"], e["scope"]), e["scenario"], e["orchestrator"] or "all",
                  f"{e['metric']} ({e['better']} is better)", _number(e["baseline_p50"]),
-                 _number(e["recent_median"]), change, p_value, f"{e['n_recent']} / {e['n_baseline']}"]
+                 _number(e["recent_median"]), change, *p_value, f"{e['n_recent']} / {e['n_baseline']}"]
         lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
     return lines
 
@@ -227,7 +228,7 @@ def drift_report_markdown(drift: pl.DataFrame, *, rule: DriftRule = DEFAULT_DRIF
     lines = ["# Drift report", "", f"Computed at {report['computed_at'] or '–'}. {rule.describe()}", "",
              f"**{summary['regressed']} regressed**, {summary['improved']} improved, {summary['stable']} stable, "
              f"{summary['insufficient_data']} insufficient data ({summary['series']} series).", "", "## Regressions", ""]
-    lines += _table(report["regressions"], "worse") if report["regressions"] else ["No regressions."]
+    lines += _table(report["regressions"], "worse", with_p=True) if report["regressions"] else ["No regressions."]
     insufficient = report["insufficient_data"]
     lines += ["", "## Insufficient data", ""]
     if insufficient["series"]:
@@ -237,5 +238,5 @@ def drift_report_markdown(drift: pl.DataFrame, *, rule: DriftRule = DEFAULT_DRIF
     else:
         lines.append("None.")
     if report["improvements"]:
-        lines += ["", "## Improvements", "", *_table(report["improvements"], "better")]
+        lines += ["", "## Improvements", "", *_table(report["improvements"], "better", with_p=False)]
     return "\n".join(lines) + "\n"

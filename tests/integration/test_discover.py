@@ -119,7 +119,8 @@ def prefect_harness() -> Iterator[None]:
 async def test_discover_flow_lands_and_publishes(prefect_harness: None, fleet: FleetHandle, tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     from prefect import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, FlowRunFilter, TaskRunFilter
+    from prefect.client.schemas.sorting import ArtifactSort
 
     from flows.discover import ARTIFACT_KEY, discover
 
@@ -130,6 +131,9 @@ async def test_discover_flow_lands_and_publishes(prefect_harness: None, fleet: F
     landed = Lake(tmp_path / "data").query("SELECT address FROM orchestrators").rows
     assert {address for (address,) in landed} == set(scope_orchestrators(fleet))
     async with get_client() as client:
-        artifacts = await client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[ARTIFACT_KEY])))
+        # every filter spelled out: this server refuses the nulls the client sends for omitted ones
+        artifacts = await client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[ARTIFACT_KEY])), flow_run_filter=FlowRunFilter(),
+            task_run_filter=TaskRunFilter(), limit=10, sort=ArtifactSort.CREATED_DESC)
     assert len(artifacts) == 1
     assert all(address in artifacts[0].data for address in scope_orchestrators(fleet))

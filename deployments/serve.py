@@ -1,0 +1,91 @@
+"""All four deployments served from one process: the one-machine install (`loadtest serve`).
+
+The same deployment names, schedules, parameters and dispatch concurrency as `prefect.yaml`
+(a test holds the two equal), but no work pool and no worker: the runner inside this process
+polls the Prefect server and runs each flow run in a subprocess. The discovery interval comes
+from the config (`discovery.refresh_interval_hours`), so `prefect.yaml` states the default.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from config.settings import Settings
+
+DISPATCH_INTERVAL = timedelta(minutes=5)
+# Each dispatch run plans for one interval, then waits for its runs; a run that outlasts the
+# interval makes the next scheduled ones cancel themselves (limit 1, CANCEL_NEW) instead of piling up.
+DISPATCH_WINDOW_S = DISPATCH_INTERVAL.total_seconds()
+ANALYZE_INTERVAL = timedelta(hours=1)
+TAGS = ("scope-loadtest",)
+
+
+@dataclass(frozen=True)
+class DeploymentPlan:
+    """One deployment: its flow, name, schedule, default parameters and own concurrency limit."""
+
+    flow_name: str
+    name: str
+    interval: timedelta | None
+    parameters: dict[str, Any] = field(default_factory=dict)
+    concurrency_limit: int | None = None
+    cancel_new: bool = False
+    description: str = ""
+
+    @property
+    def full_name(self) -> str:
+        """`flow/deployment`, as `prefect deployment run` takes it."""
+        return f"{self.flow_name}/{self.name}"
+
+
+def deployment_plans(settings: Settings, config: str | None = None) -> list[DeploymentPlan]:
+    """The four deployments under `settings`; `config` (a path) becomes every flow's default."""
+    common = {"config": str(Path(config).resolve())} if config else {}
+    return [
+        DeploymentPlan("discover", "scheduled", timedelta(hours=settings.discovery.refresh_interval_hours),
+                       dict(common), description="Orchestrators from every discovery source into the lake"),
+        DeploymentPlan("dispatch", "scheduled", DISPATCH_INTERVAL, common | {"window_s": DISPATCH_WINDOW_S},
+                       concurrency_limit=1, cancel_new=True,
+                       description="Plan fair runs over the fleet and launch run-scenario for each"),
+        DeploymentPlan("run-scenario", "adhoc", None, dict(common),
+                       description="One scenario on one Scope instance, on demand"),
+        DeploymentPlan("analyze", "hourly", ANALYZE_INTERVAL, dict(common),
+                       description="Baselines, drift, coverage and scores to the lake, Pushgateway and artifacts"),
+    ]
+
+
+def _flows() -> dict[str, Any]:
+    """The flow objects by flow name (imported here: Prefect and the flows are heavy)."""
+    from flows.analyze import analyze
+    from flows.discover import discover
+    from flows.dispatch import dispatch
+    from flows.run_scenario import run_scenario
+
+    return {f.name: f for f in (discover, dispatch, run_scenario, analyze)}
+
+
+def runner_deployments(plans: list[DeploymentPlan]) -> list[Any]:
+    """RunnerDeployments for `plans`, ready for `prefect.serve`."""
+    from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
+
+    flows = _flows()
+    deployments = []
+    for plan in plans:
+        limit: Any = plan.concurrency_limit
+        if limit is not None and plan.cancel_new:
+            limit = ConcurrencyLimitConfig(limit=limit, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW)
+        deployments.append(flows[plan.flow_name].to_deployment(
+            name=plan.name, interval=plan.interval, parameters=plan.parameters, concurrency_limit=limit,
+            description=plan.description, tags=list(TAGS),
+        ))
+    return deployments
+
+
+def serve_all(settings: Settings, config: str | None = None, *, limit: int | None = None) -> None:
+    """Serve every deployment until SIGINT/SIGTERM; schedules are paused on the way out."""
+    from prefect import serve
+
+    serve(*runner_deployments(deployment_plans(settings, config)), limit=limit)

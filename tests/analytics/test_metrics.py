@@ -1,0 +1,207 @@
+"""The gauge families of metrics.md built from literal runs and literal analytics frames."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections import Counter
+
+import polars as pl
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from analytics.metrics import (
+    FAMILIES, PREFIX, SPECS, Analysis, analyze_runs, build_registry, exposition_text, known_orchestrators,
+)
+from analytics.records import BaselineRecord, DriftRecord, polars_schema
+from analytics.scores import pass_rates, wilson_interval
+from config.settings import Budget
+from tests.analytics.test_scores import NOW, frame, run
+
+PUSHED_AT = NOW + dt.timedelta(seconds=5)
+SCENARIOS = ("longlive_t2v_15s", "ltx2_t2v_15s")
+# metrics.md, the contract with the dashboards: family -> label names.
+METRICS_MD = {
+    "runs": {"orchestrator", "pipeline", "mode", "outcome", "window"},
+    "pass_ratio": {"orchestrator", "pipeline", "window"},
+    "pass_ratio_wilson_low": {"orchestrator", "pipeline", "window"},
+    "failures": {"category", "phase", "pipeline", "window"},
+    "first_frame_seconds": {"scenario", "quantile", "window"},
+    "pipeline_load_seconds": {"scenario", "quantile", "window"},
+    "connect_seconds": {"scenario", "quantile", "window"},
+    "steady_fps": {"scenario", "quantile", "window"},
+    "orchestrator_first_frame_seconds": {"orchestrator", "scenario", "quantile"},
+    "orchestrator_steady_fps": {"orchestrator", "scenario", "quantile"},
+    "drift_ratio": {"scenario", "metric"},
+    "regression": {"scenario", "metric"},
+    "budget_seconds": {"orchestrator", "kind"},
+    "coverage_ratio": {"orchestrator"},
+    "cold_start_ratio": {"orchestrator"},
+    "orchestrators": {"status"},
+    "last_run_timestamp_seconds": {"orchestrator"},
+    "push_timestamp_seconds": set(),
+}
+
+
+def analysis_of(rows: list[dict], *, orchestrators=("0xa", "0xb")) -> Analysis:
+    """analyze_runs over literal rows with the default budget."""
+    runs = frame(rows)
+    return analyze_runs(runs, now=NOW, orchestrators=known_orchestrators(runs, orchestrators), scenarios=SCENARIOS,
+                        budget=Budget(), cold_start_threshold_s=60.0)
+
+
+def exposed(analysis: Analysis) -> dict[str, list]:
+    """Samples per family (prefix removed) as a Prometheus server would parse the exposition text."""
+    text = exposition_text(build_registry(analysis, pushed_at=PUSHED_AT)).decode()
+    return {f.name.removeprefix(PREFIX): f.samples for f in text_string_to_metric_families(text)}
+
+
+def values(samples, **match) -> dict[tuple, float]:
+    """{sorted label items: value} of the samples whose labels include `match`."""
+    return {tuple(sorted(s.labels.items())): s.value for s in samples
+            if all(s.labels.get(k) == v for k, v in match.items())}
+
+
+@pytest.fixture(scope="module")
+def rows() -> list[dict]:
+    """Two orchestrators, two pipelines, every outcome, runs inside and outside the 24 h window."""
+    return [
+        *(run(i, hours_ago=2 + i) for i in range(4)),
+        run(10, outcome="failed", hours_ago=3),
+        run(11, outcome="failed", hours_ago=40, failure_category="validation", failure_phase=None),
+        run(12, outcome="unavailable", hours_ago=5, first_frame_s=None, load_s=None, fps_steady=None),
+        run(13, outcome="aborted", failure_category="harness", hours_ago=6),
+        run(20, orchestrator="0xb", pipeline="ltx2", scenario="ltx2_t2v_15s", hours_ago=30, load_s=75.0),
+        run(21, orchestrator="0xb", pipeline="ltx2", scenario="ltx2_t2v_15s", hours_ago=1, mode="i2v"),
+        run(30, orchestrator=None, hours_ago=1),
+        run(40, hours_ago=24 * 9),  # outside every window
+    ]
+
+
+def test_every_family_of_metrics_md_with_its_labels():
+    assert {spec.name: set(spec.labels) for spec in FAMILIES} == METRICS_MD
+
+
+def test_every_family_is_exposed_even_from_an_empty_lake():
+    text = exposition_text(build_registry(analysis_of([]), pushed_at=PUSHED_AT)).decode()
+    for spec in FAMILIES:
+        assert f"# TYPE {spec.full_name} gauge" in text
+    families = exposed(analysis_of([]))
+    assert families["push_timestamp_seconds"][0].value == PUSHED_AT.timestamp()
+    assert values(families["orchestrators"]) == {(("status", s),): (2.0 if s == "active" else 0.0)
+                                                 for s in ("active", "blacklisted", "unavailable")}
+
+
+def test_samples_carry_exactly_their_family_labels(rows):
+    for name, samples in exposed(analysis_of(rows)).items():
+        for sample in samples:
+            assert set(sample.labels) == set(SPECS[name].labels), (name, sample)
+
+
+def test_run_counts_per_window_equal_the_rows(rows):
+    samples = exposed(analysis_of(rows))["runs"]
+    for window, hours in (("24h", 24), ("7d", 24 * 7)):
+        expected = Counter(
+            (r["orchestrator"] or "unknown", r["pipeline"], r["mode"], r["outcome"]) for r in rows
+            if NOW - dt.timedelta(hours=hours) < r["started_at"] <= NOW
+        )
+        got = {(s.labels["orchestrator"], s.labels["pipeline"], s.labels["mode"], s.labels["outcome"]): s.value
+               for s in samples if s.labels["window"] == window}
+        assert got == {key: float(n) for key, n in expected.items()}
+
+
+def test_pass_ratio_and_wilson_low_come_from_the_verdicts(rows):
+    families = exposed(analysis_of(rows))
+    for window, length in (("24h", dt.timedelta(hours=24)), ("7d", dt.timedelta(days=7))):
+        for rate in pass_rates(frame(rows), now=NOW, window=length).iter_rows(named=True):
+            key = {"orchestrator": rate["orchestrator"] or "unknown", "pipeline": rate["pipeline"], "window": window}
+            assert list(values(families["pass_ratio"], **key).values()) == [rate["passed"] / rate["runs"]]
+            low = wilson_interval(rate["passed"], rate["runs"])[0]
+            assert list(values(families["pass_ratio_wilson_low"], **key).values()) == [pytest.approx(low)]
+
+
+def test_failures_by_category_and_phase(rows):
+    samples = exposed(analysis_of(rows))["failures"]
+    assert values(samples, window="24h") == {
+        (("category", "runner"), ("phase", "stream"), ("pipeline", "longlive"), ("window", "24h")): 1.0}
+    assert values(samples, window="7d", category="validation") == {
+        (("category", "validation"), ("phase", "unknown"), ("pipeline", "longlive"), ("window", "7d")): 1.0}
+
+
+def test_baselines_by_quantile_and_window(rows):
+    analysis = analysis_of(rows)
+    samples = exposed(analysis)["pipeline_load_seconds"]
+    for window, baselines in (("24h", analysis.baselines_24h), ("7d", analysis.baselines)):
+        expected = baselines.filter((pl.col("scope") == "scenario") & (pl.col("metric") == "load_s"))
+        assert expected.height > 0
+        for row in expected.iter_rows(named=True):
+            key = {"scenario": row["scenario"], "window": window}
+            assert list(values(samples, quantile="0.5", **key).values()) == [row["p50"]]
+            assert list(values(samples, quantile="0.95", **key).values()) == [row["p95"]]
+    per_orchestrator = values(exposed(analysis)["orchestrator_steady_fps"], orchestrator="0xb", quantile="0.5")
+    assert list(per_orchestrator) == [(("orchestrator", "0xb"), ("quantile", "0.5"), ("scenario", "ltx2_t2v_15s"))]
+
+
+def _drift_row(scenario: str, metric: str, change: float | None, verdict: str, scope="scenario") -> dict:
+    return DriftRecord(computed_at=NOW, scope=scope, scenario=scenario, orchestrator=None if scope == "scenario"
+                       else "0xa", metric=metric, change_ratio=change, n_recent=5, n_baseline=10,
+                       verdict=verdict).model_dump()
+
+
+def test_drift_ratio_and_regression_from_the_drift_rows(rows):
+    drift = pl.DataFrame([
+        _drift_row("s1", "first_frame_s", 0.5, "regressed"),
+        _drift_row("s1", "fps_steady", -0.3, "improved"),
+        _drift_row("s2", "load_s", None, "insufficient_data"),
+        _drift_row("s1", "load_s", 0.9, "regressed", scope="orchestrator_scenario"),
+    ], schema=polars_schema(DriftRecord))
+    families = exposed(dataclasses.replace(analysis_of(rows), drift=drift))
+    assert values(families["drift_ratio"]) == {
+        (("metric", "first_frame_s"), ("scenario", "s1")): 0.5, (("metric", "fps_steady"), ("scenario", "s1")): -0.3}
+    assert values(families["regression"]) == {
+        (("metric", "first_frame_s"), ("scenario", "s1")): 1.0, (("metric", "fps_steady"), ("scenario", "s1")): 0.0,
+        (("metric", "load_s"), ("scenario", "s2")): 0.0}
+
+
+def test_orchestrator_statuses_fold_onto_the_three_of_metrics_md(rows):
+    statuses = ["active", "cooldown", "over_budget", "blacklisted", "unavailable", "blacklisted"]
+    coverage = pl.DataFrame({"orchestrator": [f"0x{i}" for i in range(len(statuses))], "status": statuses,
+                             "budget_s": [100.0] * 6, "used_s": [float(i) for i in range(6)],
+                             "coverage_ratio": [0.5] * 6})
+    families = exposed(dataclasses.replace(analysis_of(rows), coverage=coverage))
+    assert values(families["orchestrators"]) == {
+        (("status", "active"),): 3.0, (("status", "blacklisted"),): 2.0, (("status", "unavailable"),): 1.0}
+    assert values(families["budget_seconds"], orchestrator="0x4") == {
+        (("kind", "planned"), ("orchestrator", "0x4")): 100.0, (("kind", "used"), ("orchestrator", "0x4")): 4.0}
+
+
+def test_today_budget_and_coverage_come_from_the_coverage_table(rows):
+    analysis = analysis_of(rows)
+    families = exposed(analysis)
+    for row in analysis.coverage.iter_rows(named=True):
+        key = {"orchestrator": row["orchestrator"]}
+        assert list(values(families["coverage_ratio"], **key).values()) == [row["coverage_ratio"]]
+        assert list(values(families["budget_seconds"], kind="used", **key).values()) == [row["used_s"]]
+    assert set(analysis.coverage["orchestrator"]) == {"0xa", "0xb"}
+
+
+def test_cold_start_ratio_and_last_run(rows):
+    families = exposed(analysis_of(rows))
+    # 0xb: one load of 75 s (cold) and one of 2 s in the 7 days
+    assert values(families["cold_start_ratio"], orchestrator="0xb") == {(("orchestrator", "0xb"),): 0.5}
+    last = max(r["ended_at"] for r in rows if r["orchestrator"] == "0xa")
+    assert values(families["last_run_timestamp_seconds"], orchestrator="0xa") == {
+        (("orchestrator", "0xa"),): last.timestamp()}
+
+
+def test_analysis_is_as_of_now_and_known_orchestrators_include_static_ones(rows):
+    analysis = analysis_of(rows, orchestrators=("0xz",))
+    assert analysis.computed_at == NOW
+    assert known_orchestrators(frame(rows), ["0xz"]) == ["0xa", "0xb", "0xz"]
+    assert set(analysis.coverage["orchestrator"]) == {"0xa", "0xb", "0xz"}
+
+
+def test_exposition_is_deterministic(rows):
+    analysis = analysis_of(rows)
+    assert exposition_text(build_registry(analysis, pushed_at=PUSHED_AT)) == exposition_text(
+        build_registry(analysis, pushed_at=PUSHED_AT))
