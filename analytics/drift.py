@@ -29,7 +29,13 @@ import numpy as np
 import polars as pl
 
 from analytics.baselines import (
-    METRIC_DIRECTIONS, SERIES_KEYS, Direction, computation_columns, conform, metric_samples, series_order,
+    METRIC_DIRECTIONS,
+    SERIES_KEYS,
+    Direction,
+    computation_columns,
+    conform,
+    metric_samples,
+    series_order,
 )
 from analytics.records import DriftRecord, DriftVerdict, as_utc
 from analytics.stats import mann_whitney_u, quantile
@@ -104,9 +110,9 @@ def judge_series(recent: np.ndarray, baseline: np.ndarray, *, direction: Directi
     verdict: DriftVerdict = "stable"
     if change is not None and change > rule.threshold and p_worse < rule.alpha:
         verdict = "regressed"
-    elif change is not None and change < -rule.threshold:
-        if mann_whitney_u(recent, baseline, alternative=better).p_value < rule.alpha:
-            verdict = "improved"
+    elif (change is not None and change < -rule.threshold
+          and mann_whitney_u(recent, baseline, alternative=better).p_value < rule.alpha):
+        verdict = "improved"
     return DriftJudgement(**figures, p_value=p_worse, verdict=verdict)
 
 
@@ -227,7 +233,8 @@ def drift_report_markdown(drift: pl.DataFrame, *, rule: DriftRule = DEFAULT_DRIF
     summary = report["summary"]
     lines = ["# Drift report", "", f"Computed at {report['computed_at'] or '–'}. {rule.describe()}", "",
              f"**{summary['regressed']} regressed**, {summary['improved']} improved, {summary['stable']} stable, "
-             f"{summary['insufficient_data']} insufficient data ({summary['series']} series).", "", "## Regressions", ""]
+             f"{summary['insufficient_data']} insufficient data ({summary['series']} series).",
+             "", "## Regressions", ""]
     lines += _table(report["regressions"], "worse", with_p=True) if report["regressions"] else ["No regressions."]
     insufficient = report["insufficient_data"]
     lines += ["", "## Insufficient data", ""]

@@ -26,7 +26,7 @@ Method = Literal["auto", "exact", "asymptotic"]
 # The exact null distribution is counted in int64 (C(n1 + n2, min(n1, n2)) rank assignments) over
 # n1 * n2 + 1 values of U: exact within these bounds, the normal approximation beyond them.
 EXACT_MAX_ARRANGEMENTS = 2**62
-EXACT_MAX_CELLS = 200_000
+EXACT_MAX_CELLS = 20_000
 
 
 @dataclass(frozen=True)
@@ -54,8 +54,9 @@ def midranks(values: np.ndarray) -> np.ndarray:
     order = np.argsort(values, kind="mergesort")
     sorted_values = values[order]
     # Start index of each run of equal values, and the run each sorted position belongs to.
-    starts = np.flatnonzero(np.r_[True, sorted_values[1:] != sorted_values[:-1]])
-    run_of = np.cumsum(np.r_[True, sorted_values[1:] != sorted_values[:-1]]) - 1
+    run_starts_here = np.r_[True, sorted_values[1:] != sorted_values[:-1]]
+    starts = np.flatnonzero(run_starts_here)
+    run_of = np.cumsum(run_starts_here) - 1
     ends = np.r_[starts[1:], values.size]  # exclusive
     mean_rank = (starts + 1 + ends) / 2.0  # mean of the 1-based ranks starts+1 .. ends
     ranks = np.empty(values.size, dtype=np.float64)
@@ -77,7 +78,7 @@ def _divide_by_one_minus_q_power(counts: np.ndarray, power: int) -> np.ndarray:
     return np.cumsum(padded.reshape(-1, power), axis=0).reshape(-1)[:size]
 
 
-@lru_cache(maxsize=512)
+@lru_cache(maxsize=128)
 def _exact_u_cdf(n1: int, n2: int) -> np.ndarray:
     """P(U <= k) for k = 0..n1*n2 under the null hypothesis, no ties (read-only array).
 

@@ -26,6 +26,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> dict[str, Handler]:
     serve = sub.add_parser("serve", help="serve discover, dispatch, run-scenario and analyze from this process")
     serve.add_argument("--config", help="config file, passed to every flow (default $LOADTEST_CONFIG on each run)")
     serve.add_argument("--limit", type=int, help="most flow runs this process executes at once")
+    serve.add_argument("--replace", action="store_true",
+                       help="delete same-named deployments that `prefect deploy` bound to a work pool, then serve")
     return {"setup": cmd_setup, "serve": cmd_serve}
 
 
@@ -66,13 +68,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """Serve the four deployments until interrupted (SIGINT or SIGTERM)."""
     from config.settings import load_settings
     from deployments.cli import EXIT_OK, EXIT_USAGE
-    from deployments.serve import deployment_plans, serve_all
+    from deployments.serve import delete_deployments, deployment_plans, serve_all, worker_bound_deployments
 
     settings = load_settings(args.config)  # a bad config fails before anything is registered
     url = _server_or_usage()
     if not url:
         return EXIT_USAGE
-    names = ", ".join(plan.full_name for plan in deployment_plans(settings, args.config))
-    print(f"serving {names} against {url}", file=sys.stderr)
+    plans = deployment_plans(settings, args.config)
+    bound = asyncio.run(worker_bound_deployments(plans))
+    for deployment in bound:
+        verb = "replacing" if args.replace else "found"
+        print(f"loadtest: {verb} {deployment.full_name} (work pool {deployment.work_pool_name})", file=sys.stderr)
+    if bound and not args.replace:
+        print("loadtest: these run on workers (prefect deploy); serve with --replace to take them over", file=sys.stderr)
+        return EXIT_USAGE
+    asyncio.run(delete_deployments(bound))
+    print(f"serving {', '.join(p.full_name for p in plans)} against {url}", file=sys.stderr)
     serve_all(settings, args.config, limit=args.limit)
     return EXIT_OK

@@ -8,12 +8,17 @@ from the config (`discovery.refresh_interval_hours`), so `prefect.yaml` states t
 
 from __future__ import annotations
 
+import asyncio
+import signal
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from prefect.runner import Runner
+
 from config.settings import Settings
+from tasks.errors import HarnessError
 
 DISPATCH_INTERVAL = timedelta(minutes=5)
 # Each dispatch run plans for one interval, then waits for its runs; a run that outlasts the
@@ -84,8 +89,70 @@ def runner_deployments(plans: list[DeploymentPlan]) -> list[Any]:
     return deployments
 
 
-def serve_all(settings: Settings, config: str | None = None, *, limit: int | None = None) -> None:
-    """Serve every deployment until SIGINT/SIGTERM; schedules are paused on the way out."""
-    from prefect import serve
+@dataclass(frozen=True)
+class BoundDeployment:
+    """A deployment of the same name that `prefect deploy` bound to a work pool."""
 
-    serve(*runner_deployments(deployment_plans(settings, config)), limit=limit)
+    full_name: str
+    deployment_id: str
+    work_pool_name: str
+
+
+async def worker_bound_deployments(plans: list[DeploymentPlan]) -> list[BoundDeployment]:
+    """The planned deployments that already exist on the server bound to a work pool.
+
+    Serving over them is not enough: the update keeps their work pool and storage, and their
+    runs then crash looking for flow code; they have to be deleted first.
+    """
+    import httpx
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    bound = []
+    try:
+        async with get_client() as client:
+            for plan in plans:
+                try:
+                    deployment = await client.read_deployment_by_name(plan.full_name)
+                except ObjectNotFound:
+                    continue
+                if deployment.work_pool_name:
+                    bound.append(BoundDeployment(plan.full_name, str(deployment.id), deployment.work_pool_name))
+    except httpx.HTTPError as exc:  # the server is down or refused: say so instead of a traceback
+        raise HarnessError(f"Prefect API failed: {type(exc).__name__}: {exc}") from exc
+    return bound
+
+
+async def delete_deployments(bound: list[BoundDeployment]) -> None:
+    """Delete those deployments (their past flow runs stay; their scheduled ones go)."""
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+
+    async with get_client() as client:
+        for deployment in bound:
+            await client.delete_deployment(UUID(deployment.deployment_id))
+
+
+class GracefulRunner(Runner):
+    """A Runner that treats SIGTERM like SIGINT.
+
+    Prefect's own SIGTERM handler exits the process while the schedules are still being paused;
+    SIGINT takes asyncio's graceful path (cancel, leave the runner's context, pause every
+    deployment), which is what a service manager's SIGTERM should get.
+    """
+
+    def handle_sigterm(self, *args: Any, **kwargs: Any) -> None:
+        """Re-raise SIGTERM as SIGINT."""
+        signal.raise_signal(signal.SIGINT)
+
+
+def serve_all(settings: Settings, config: str | None = None, *, limit: int | None = None) -> None:
+    """Serve every deployment until SIGINT or SIGTERM; their schedules are paused on the way out."""
+    runner = GracefulRunner(pause_on_shutdown=True, limit=limit)
+    for deployment in runner_deployments(deployment_plans(settings, config)):
+        runner.add_deployment(deployment)
+    try:
+        asyncio.run(runner.start())
+    except KeyboardInterrupt:
+        pass  # the way out for both signals: the runner has stopped and paused its schedules

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from typing import Any
 
@@ -11,7 +10,13 @@ import polars as pl
 import pytest
 
 from analytics.drift import (
-    DriftRule, change_ratio, compute_drift, drift_records, drift_report_json, drift_report_markdown, judge_series,
+    DriftRule,
+    change_ratio,
+    compute_drift,
+    drift_records,
+    drift_report_json,
+    drift_report_markdown,
+    judge_series,
 )
 from analytics.lake import Lake
 from analytics.records import DriftRecord, polars_schema

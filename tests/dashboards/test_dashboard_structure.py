@@ -37,6 +37,7 @@ PROMTOOL = Path("/usr/bin/promtool")
 
 @pytest.fixture(scope="module")
 def dashboard() -> dict:
+    """The dashboard JSON."""
     return load_dashboard()
 
 

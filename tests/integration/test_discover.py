@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import socket
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -125,7 +127,12 @@ async def test_discover_flow_lands_and_publishes(prefect_harness: None, fleet: F
     from flows.discover import ARTIFACT_KEY, discover
 
     monkeypatch.setenv(DATA_DIR_ENV, str(tmp_path / "data"))
-    counts = await discover(config=str(fleet_config(tmp_path, fleet)))
+    with warnings.catch_warnings():
+        # Prefect 3.8.8's flow engine reads the server's default result storage with a sync client it never
+        # closes (prefect/results.py); collect that socket here so it cannot fail a later test.
+        warnings.filterwarnings("ignore", "unclosed <socket.socket", ResourceWarning)
+        counts = await discover(config=str(fleet_config(tmp_path, fleet)))
+        gc.collect()
     assert counts["orchestrators"] == len(scope_orchestrators(fleet)) and counts["sources_failed"] == 1
     assert Path(counts["landed"]).exists()
     landed = Lake(tmp_path / "data").query("SELECT address FROM orchestrators").rows

@@ -9,7 +9,9 @@ the Polars code that computed the gauges.
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import random
+import warnings
 
 import pytest
 from prometheus_client import CollectorRegistry, Gauge
@@ -238,7 +240,12 @@ async def test_the_analyze_flow_pushes_lands_and_publishes_artifacts(tmp_path, g
     monkeypatch.setenv("LOADTEST_DATA_DIR", str(lake.root))
     monkeypatch.setenv("PUSHGATEWAY_URL", gateway.url)
     monkeypatch.setenv("LOADTEST_HARNESS_ID", HARNESS)
-    summary = await analyze(config=str(DEMO_CONFIG))
+    with warnings.catch_warnings():
+        # Prefect 3.8.8 leaks one sync API client per flow run (results._read_server_default_result_storage_block_id
+        # calls get_client(sync_client=True) outside a context manager); collect it here, silently.
+        warnings.simplefilter("ignore", ResourceWarning)
+        summary = await analyze(config=str(DEMO_CONFIG))
+        gc.collect()
 
     assert summary["published"]["ok"] and summary["published"]["target"] == "pushgateway"
     assert all(summary["landed"].values())

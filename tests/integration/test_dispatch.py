@@ -1,0 +1,133 @@
+"""Dispatch against a real `simulator fleet` process: concurrent runs, right attribution, managed instances."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from analytics.lake import Lake
+from tasks.instances import free_loopback_port
+from tests.conftest import DEMO_CONFIG, ROOT, TEST_API_KEY
+
+pytestmark = pytest.mark.integration
+FLEET_PROFILES = ["healthy", "healthy", "healthy", "black"]
+START_TIMEOUT_S = 30.0
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory):
+    """`python -m simulator fleet` as a real process: 3 instances, 4 orchestrators (the 4th shows black frames)."""
+    folder = tmp_path_factory.mktemp("fleet")
+    fleet_file = folder / "fleet.json"
+    base_port = free_loopback_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "simulator", "fleet", "--instances", "3", "--orchestrators", "4",
+         "--base-port", str(base_port), "--profiles", ",".join(FLEET_PROFILES), "--fleet-file", str(fleet_file),
+         "--set", "fault_after_s=1.0"],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not fleet_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        description = json.loads(fleet_file.read_text())
+        for instance in description["instances"]:
+            httpx.get(f"{instance['url']}/health", timeout=5).raise_for_status()
+        yield fleet_file, description
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=15)
+
+
+def _config(folder: Path, *, instances: list[dict], orchestrators: list[dict]) -> str:
+    """The demo config with these instances and static orchestrators, written beside the test's lake."""
+    raw = yaml.safe_load(DEMO_CONFIG.read_text())
+    raw["prompts_dir"] = str(ROOT / "config" / "prompts")
+    raw["graphs_dir"] = str(ROOT / "config" / "graphs")
+    raw["instances"] = instances
+    raw["discovery"]["orchestrators"] = orchestrators
+    # one short scenario family keeps the test quick; the planner still rotates within it
+    raw["scenarios"] = [{"pipeline": "longlive", "modes": ["t2v", "v2v"], "durations": [0.1], "prompts_pool": "nature"}]
+    path = folder / "dispatch.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return str(path)
+
+
+def _orchestrator_entry(entry: dict) -> dict:
+    return {"address": entry["address"], "uri": entry["orch_uri"], "region": entry["region"]}
+
+
+async def _dispatch(config: str, data_dir: Path, monkeypatch, max_runs: int) -> dict:
+    from flows.dispatch import dispatch
+
+    monkeypatch.setenv("LOADTEST_DATA_DIR", str(data_dir))
+    monkeypatch.setenv("SCOPE_CLOUD_API_KEY", TEST_API_KEY)
+    return await dispatch(config=config, max_runs=max_runs, window_s=120)
+
+
+async def test_dispatch_runs_concurrently_and_attributes_each_run(fleet, prefect_api, tmp_path, monkeypatch):
+    fleet_file, description = fleet
+    instances = [
+        {"name": f"sim-{i}", "kind": "static", "url": inst["url"], "orchestrator": inst["orchestrator_address"]}
+        for i, inst in enumerate(description["instances"])
+    ]
+    pinned = [description["orchestrators"][inst["orchestrator_url"]] for inst in description["instances"]]
+    config = _config(tmp_path, instances=instances, orchestrators=[_orchestrator_entry(o) for o in pinned])
+
+    summary = await _dispatch(config, tmp_path / "data", monkeypatch, max_runs=3)
+
+    assert summary["launched"] == 3 and summary["errors"] == []
+    runs = Lake(tmp_path / "data").query_frame("select * from runs").to_dicts()
+    assert len(runs) == 3 and {r["outcome"] for r in runs} == {"passed"}
+    assert max(r["started_at"] for r in runs) < min(r["ended_at"] for r in runs), "the three runs did not overlap"
+    url_of = {i["name"]: i["url"] for i in instances}
+    for run in runs:
+        truth = httpx.get(f"{url_of[run['scope_instance']]}/_sim/truth", timeout=5).json()
+        assert truth["orchestrator_address"].lower() == run["orchestrator"].lower()
+        assert any(s["stopped"] for s in truth["sessions"])
+
+
+def _live_processes_mentioning(marker: str) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if marker in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
+async def test_dispatch_starts_and_stops_managed_instances_pinned_to_orchestrators(
+    fleet, prefect_api, tmp_path, monkeypatch
+):
+    fleet_file, description = fleet
+    orchestrators = list(description["orchestrators"].values())
+    healthy, black = orchestrators[1], orchestrators[3]
+    assets = tmp_path / "managed-assets"
+    command = f"{sys.executable} -m simulator serve --port {{port}} --assets-dir {assets}"
+    instances = [{"name": f"managed-{i}", "kind": "managed", "command": command, "startup_timeout_s": 30}
+                 for i in range(2)]
+    config = _config(tmp_path, instances=instances, orchestrators=[_orchestrator_entry(healthy), _orchestrator_entry(black)])
+    monkeypatch.setenv("SCOPE_SIM_FLEET_FILE", str(fleet_file))
+
+    summary = await _dispatch(config, tmp_path / "data", monkeypatch, max_runs=2)
+
+    assert summary["launched"] == 2 and summary["errors"] == []
+    outcomes = {r["orchestrator"]: (r["outcome"], r["checks_failed"]) for r in
+                Lake(tmp_path / "data").query_frame("select * from runs").to_dicts()}
+    # the pinned orchestrator's behaviour shows through: the black one fails on black frames
+    assert outcomes[healthy["address"]][0] == "passed"
+    assert outcomes[black["address"]][0] == "failed" and "black" in outcomes[black["address"]][1]
+    assert _live_processes_mentioning(str(assets)) == []
+    assert os.listdir(tmp_path / "data" / "instances")  # each managed server's output was kept
