@@ -126,10 +126,10 @@ def analyze_runs(runs: pl.DataFrame, *, now: datetime, orchestrators: Sequence[s
     )
 
 
-def known_orchestrators(runs: pl.DataFrame, discovered: Iterable[str]) -> list[str]:
-    """Discovered orchestrators plus any that ran (a static one may never be discovered), sorted, unique."""
-    ran = runs.get_column("orchestrator").drop_nulls().unique().to_list() if runs.height else []
-    return sorted(set(discovered) | set(ran))
+def known_orchestrators(runs: pl.DataFrame, discovered: Iterable[str], *, now: datetime) -> list[str]:
+    """Discovered orchestrators plus any that ran in the last 7 days (a static one may never be discovered)."""
+    recent = in_window(runs, now=now, window=WINDOWS["7d"]).get_column("orchestrator").drop_nulls()
+    return sorted(set(discovered) | set(recent.unique().to_list()))
 
 
 def _label(value: object) -> str:

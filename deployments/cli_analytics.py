@@ -57,8 +57,9 @@ def _runs_and_now() -> tuple[pl.DataFrame, dt.datetime]:
     return Lake.from_env().runs_frame(), dt.datetime.now(dt.timezone.utc)
 
 
-def _json_rows(frame: pl.DataFrame) -> str:
-    return json.dumps(frame.to_dicts(), default=str)
+def _json(value: object) -> str:
+    """JSON text; timestamps and dates in ISO 8601."""
+    return json.dumps(value, default=lambda v: v.isoformat() if hasattr(v, "isoformat") else str(v))
 
 
 def cmd_baselines(args: argparse.Namespace) -> int:
@@ -73,7 +74,7 @@ def cmd_baselines(args: argparse.Namespace) -> int:
     if args.scope:
         baselines = baselines.filter(pl.col("scope") == args.scope)
     if args.json:
-        print(_json_rows(baselines))
+        print(_json(baselines.to_dicts()))
         return 0
     print(f"{baselines.height} series over the last {args.window_days} day(s), {runs.height} run(s) in the lake")
     print(format_table(BASELINE_COLUMNS, baselines.select(BASELINE_COLUMNS).rows()))
@@ -90,11 +91,11 @@ def cmd_drift(args: argparse.Namespace) -> int:
     runs, now = _runs_and_now()
     drift = compute_drift(runs, now=now)
     if args.json:
-        print(json.dumps(drift_report_json(drift) | {"series": drift.to_dicts()}, default=str))
+        print(_json(drift_report_json(drift) | {"series": drift.to_dicts()}))
         return 0
     ordered = drift.with_columns(
         pl.col("verdict").replace_strict(VERDICT_ORDER, default=len(VERDICT_ORDER)).alias("rank"),
-        (pl.col("change_ratio") * 100).round(1).cast(pl.String).add(" %").alias("change"),
+        pl.format("{} %", (pl.col("change_ratio") * 100).round(1)).alias("change"),
     ).sort(["rank", "change_ratio"], descending=[False, True], nulls_last=True)
     counts = {v: drift.filter(pl.col("verdict") == v).height for v in VERDICT_ORDER}
     print(DEFAULT_DRIFT_RULE.describe())
@@ -112,7 +113,7 @@ def cmd_scores(args: argparse.Namespace) -> int:
     scores = compute_scores(runs, now=now, window_days=args.window_days)
     rows = scores.to_dicts()
     if args.json:
-        print(json.dumps([row | {"evidence": evidence_label(row)} for row in rows], default=str))
+        print(_json([row | {"evidence": evidence_label(row)} for row in rows]))
         return 0
     table = [[row["orchestrator"], row["pipeline"], row["runs"], row["passed"], row["pass_rate"],
               f"[{format_cell(row['wilson_low'])}, {format_cell(row['wilson_high'])}]",

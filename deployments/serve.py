@@ -10,14 +10,26 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
+import httpx
+from prefect.client.orchestration import PrefectClient, get_client
+from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
+from prefect.deployments.runner import RunnerDeployment
+from prefect.exceptions import ObjectNotFound
 from prefect.runner import Runner
 
 from config.settings import Settings
+from flows.analyze import analyze
+from flows.discover import discover
+from flows.dispatch import dispatch
+from flows.run_scenario import run_scenario
 from tasks.errors import HarnessError
 
 DISPATCH_INTERVAL = timedelta(minutes=5)
@@ -62,21 +74,9 @@ def deployment_plans(settings: Settings, config: str | None = None) -> list[Depl
     ]
 
 
-def _flows() -> dict[str, Any]:
-    """The flow objects by flow name (imported here: Prefect and the flows are heavy)."""
-    from flows.analyze import analyze
-    from flows.discover import discover
-    from flows.dispatch import dispatch
-    from flows.run_scenario import run_scenario
-
-    return {f.name: f for f in (discover, dispatch, run_scenario, analyze)}
-
-
-def runner_deployments(plans: list[DeploymentPlan]) -> list[Any]:
-    """RunnerDeployments for `plans`, ready for `prefect.serve`."""
-    from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
-
-    flows = _flows()
+def runner_deployments(plans: list[DeploymentPlan]) -> list[RunnerDeployment]:
+    """RunnerDeployments for `plans`, ready for a Runner."""
+    flows = {f.name: f for f in (discover, dispatch, run_scenario, analyze)}
     deployments = []
     for plan in plans:
         limit: Any = plan.concurrency_limit
@@ -104,34 +104,33 @@ async def worker_bound_deployments(plans: list[DeploymentPlan]) -> list[BoundDep
     Serving over them is not enough: the update keeps their work pool and storage, and their
     runs then crash looking for flow code; they have to be deleted first.
     """
-    import httpx
-    from prefect.client.orchestration import get_client
-    from prefect.exceptions import ObjectNotFound
-
     bound = []
-    try:
-        async with get_client() as client:
-            for plan in plans:
-                try:
-                    deployment = await client.read_deployment_by_name(plan.full_name)
-                except ObjectNotFound:
-                    continue
-                if deployment.work_pool_name:
-                    bound.append(BoundDeployment(plan.full_name, str(deployment.id), deployment.work_pool_name))
-    except httpx.HTTPError as exc:  # the server is down or refused: say so instead of a traceback
-        raise HarnessError(f"Prefect API failed: {type(exc).__name__}: {exc}") from exc
+    async with _prefect_api() as client:
+        for plan in plans:
+            try:
+                deployment = await client.read_deployment_by_name(plan.full_name)
+            except ObjectNotFound:
+                continue
+            if deployment.work_pool_name:
+                bound.append(BoundDeployment(plan.full_name, str(deployment.id), deployment.work_pool_name))
     return bound
 
 
 async def delete_deployments(bound: list[BoundDeployment]) -> None:
     """Delete those deployments (their past flow runs stay; their scheduled ones go)."""
-    from uuid import UUID
-
-    from prefect.client.orchestration import get_client
-
-    async with get_client() as client:
+    async with _prefect_api() as client:
         for deployment in bound:
             await client.delete_deployment(UUID(deployment.deployment_id))
+
+
+@asynccontextmanager
+async def _prefect_api() -> AsyncIterator[PrefectClient]:
+    """A Prefect client whose transport and HTTP errors become one HarnessError line."""
+    try:
+        async with get_client() as client:
+            yield client
+    except httpx.HTTPError as exc:  # the server is down or refused: say so instead of a traceback
+        raise HarnessError(f"Prefect API failed: {type(exc).__name__}: {exc}") from exc
 
 
 class GracefulRunner(Runner):

@@ -52,7 +52,7 @@ def analyze_snapshot(snapshot: LakeSnapshot) -> Analysis:
     settings = snapshot.settings
     return analyze_runs(
         snapshot.runs, now=snapshot.read_at,
-        orchestrators=known_orchestrators(snapshot.runs, snapshot.discovered),
+        orchestrators=known_orchestrators(snapshot.runs, snapshot.discovered, now=snapshot.read_at),
         scenarios=[s.name for s in settings.expand_scenarios()], budget=settings.budget,
         cold_start_threshold_s=settings.thresholds.cold_start_threshold_s,
     )

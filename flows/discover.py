@@ -15,7 +15,9 @@ from prefect.cache_policies import NO_CACHE
 
 from analytics.lake import Lake
 from config.settings import Discovery, Settings, load_settings
-from tasks.discovery import DiscoveryError, DiscoveryResult, discover_orchestrators, discovery_markdown, land_discovery
+from tasks.discovery import (
+    DiscoveryError, DiscoveryResult, discover_orchestrators, discovery_markdown, land_discovery,
+)
 
 ARTIFACT_KEY = "discovery"
 DISCOVER_TIMEOUT_S = 600  # every source is bounded by discovery.timeout_s; this is the backstop

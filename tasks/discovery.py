@@ -137,7 +137,6 @@ def endpoint_url(base: str, path: str) -> str:
     return base if stem.endswith(path) else urlunsplit(parts._replace(path=stem + path))
 
 
-
 async def fetch_json(client: httpx.AsyncClient, url: str, *, timeout_s: float, max_bytes: int) -> Any:
     """GET `url` and decode its JSON within `timeout_s` and `max_bytes`; DiscoveryError otherwise."""
     shown = redact_url(url)
@@ -179,9 +178,9 @@ def entries_of(payload: Any, shown: str) -> list[Any]:
     if payload is None:
         return []
     if not isinstance(payload, list):
-        raise DiscoveryError(f"{shown}: expected a list or {{\"orchestrators\": [...]}}, got {type(payload).__name__}")
+        shape = type(payload).__name__
+        raise DiscoveryError(f"{shown}: expected a list or {{\"orchestrators\": [...]}}, got {shape}")
     return payload
-
 
 
 def _object(value: Any, what: str = "entry") -> dict[str, Any]:
@@ -237,8 +236,8 @@ def _gpu(hardware: list[dict[str, Any]], models: Collection[str]) -> tuple[str |
     candidates = [h for h in hardware if h.get("model_id") in models] or hardware
     for entry in candidates:
         info = entry.get("gpu_info")
-        gpus = [g for _, g in sorted(info.items(), key=lambda kv: (len(kv[0]), kv[0]))] if isinstance(info, dict) else []
-        for gpu in (g for g in gpus if isinstance(g, dict)):
+        by_index = sorted(info.items(), key=lambda kv: (len(kv[0]), kv[0])) if isinstance(info, dict) else []
+        for gpu in (g for _, g in by_index if isinstance(g, dict)):
             total = gpu.get("memory_total")
             vram_mb = total / (1024 * 1024) if isinstance(total, int) and not isinstance(total, bool) else None
             return (gpu["name"] if isinstance(gpu.get("name"), str) else None), vram_mb
@@ -257,7 +256,7 @@ def parse_gateway_entry(entry: Any, at: datetime, *, capability: str, model_ids:
     hardware = [h for h in raw_hardware if isinstance(h, dict)] if isinstance(raw_hardware, list) else []
     cap_keys = {capability, CAPABILITY_IDS.get(capability, capability)}
     wanted = {m: c for key in cap_keys for m, c in per_capability.get(key, {}).items() if m in model_ids}
-    in_hardware = {h.get("model_id") for h in hardware if h.get("pipeline") == capability}
+    in_hardware = [h.get("model_id") for h in hardware if h.get("pipeline") == capability]
     scope_models = [m for m in model_ids if m in wanted or m in in_hardware]
     if not scope_models:
         return Excluded(address, f"offers none of {list(model_ids)} for {capability}")
@@ -307,7 +306,6 @@ def parse_static_entry(entry: StaticOrchestrator, at: datetime) -> OrchestratorS
     return _snapshot(at, address=entry.address, uri=entry.uri, region=entry.region, source="static")
 
 
-
 def _unique(items: Iterable[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(items))
 
@@ -330,14 +328,12 @@ def combine(group: Sequence[OrchestratorSnapshot]) -> OrchestratorSnapshot:
 
 def merge_snapshots(snapshots: Sequence[OrchestratorSnapshot], *, not_scope: Collection[str] = ()
                     ) -> list[OrchestratorSnapshot]:
-    """One snapshot per address (case-insensitive), in priority order; `not_scope` addresses left out
-    unless some sighting offers Scope."""
+    """One snapshot per address (case-insensitive); `not_scope` ones only when some sighting offers Scope."""
     groups: dict[str, list[OrchestratorSnapshot]] = {}
     for snapshot in sorted(snapshots, key=lambda s: _rank(s.source)):  # stable: source order kept within a rank
         groups.setdefault(snapshot.address.lower(), []).append(snapshot)
     dropped = {a.lower() for a in not_scope}
     return [combine(g) for key, g in groups.items() if key not in dropped or any(s.offers_scope for s in g)]
-
 
 
 def parse_source(source: SourceKind, shown: str | None, entries: Iterable[Any], parse: Parser, at: datetime
@@ -393,7 +389,8 @@ async def discover_orchestrators(discovery: Discovery, *, now: datetime | None =
     at = as_utc(now or datetime.now(timezone.utc))
     async with httpx.AsyncClient(transport=transport, follow_redirects=True, timeout=discovery.timeout_s) as client:
         outcomes = list(await asyncio.gather(*(
-            read_source(client, source, url, parse, at=at, timeout_s=discovery.timeout_s, max_bytes=max_response_bytes)
+            read_source(client, source, url, parse, at=at, timeout_s=discovery.timeout_s,
+                        max_bytes=max_response_bytes)
             for source, url, parse in remote_sources(discovery))))
     if discovery.orchestrators:
         outcomes.append(parse_source("static", None, discovery.orchestrators, parse_static_entry, at))
@@ -415,7 +412,6 @@ def build_result(at: datetime, outcomes: Sequence[SourceOutcome]) -> DiscoveryRe
 def land_discovery(lake: Lake, result: DiscoveryResult) -> Path | None:
     """Land the snapshots as orchestrators/date=<day>/<snapshot_id>.parquet; None when there are none."""
     return lake.land("orchestrators", result.snapshots, file_stem=result.snapshot_id)
-
 
 
 def orchestrator_rows(result: DiscoveryResult) -> list[list[Any]]:
@@ -442,7 +438,8 @@ def discovery_markdown(result: DiscoveryResult) -> str:
     """The discovery as markdown: headline, orchestrators by source, sources."""
     counts = result.counts()
     head = (f"## Discovery `{result.snapshot_id}`: {counts['orchestrators']} orchestrators "
-            f"({counts['offering_scope']} offering Scope), {counts['sources_failed']}/{counts['sources']} sources failed, "
+            f"({counts['offering_scope']} offering Scope), "
+            f"{counts['sources_failed']}/{counts['sources']} sources failed, "
             f"{counts['skipped_malformed']} malformed entries skipped")
     return "\n".join([head, "", *_markdown_table(ORCHESTRATOR_COLUMNS, orchestrator_rows(result)), "",
                       *_markdown_table(SOURCE_COLUMNS, source_rows(result))])

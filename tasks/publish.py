@@ -9,17 +9,19 @@ is retried with back-off, logged, and reported in a `PublishResult`.
 Environment:
     PUSHGATEWAY_URL                               the gateway, e.g. http://127.0.0.1:9091; unset: write
                                                   the exposition text to <data dir>/metrics.prom instead
-    PUSHGATEWAY_USERNAME, PUSHGATEWAY_PASSWORD    optional basic auth
+    PUSHGATEWAY_USERNAME, PUSHGATEWAY_PASSWORD    optional basic auth (user:password@ in the URL works too)
     LOADTEST_HARNESS_ID                           the `instance` label (default: the host name)
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
 import time
 import urllib.error
+import urllib.parse
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -27,7 +29,6 @@ from pathlib import Path
 from typing import Literal
 
 import polars as pl
-
 from prefect import task
 from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 from prefect.cache_policies import NO_CACHE
@@ -66,6 +67,18 @@ class PushgatewayConfig:
     password: str | None = field(default=None, repr=False)  # never shown in a repr or log
     timeout_s: float = DEFAULT_PUSH_TIMEOUT_S
     backoff_s: tuple[float, ...] = DEFAULT_BACKOFF_S
+
+    def __post_init__(self) -> None:
+        # urllib cannot send credentials written into a URL: move them to basic auth.
+        if self.url is None:
+            return
+        parts = urllib.parse.urlsplit(self.url)
+        if parts.username is None:
+            return
+        object.__setattr__(self, "url", urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2])))
+        if self.username is None:
+            object.__setattr__(self, "username", urllib.parse.unquote(parts.username))
+            object.__setattr__(self, "password", urllib.parse.unquote(parts.password or ""))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> PushgatewayConfig:
@@ -118,25 +131,23 @@ def _describe(error: Exception) -> str:
 def push_metrics(registry: CollectorRegistry, config: PushgatewayConfig, *,
                  sleep: Callable[[float], None] = time.sleep) -> PublishResult:
     """PUT the registry under the grouping key, retrying with back-off; never raises."""
-    assert config.url is not None
-    size, attempts, error = len(exposition_text(registry)), 0, None
+    where, size, attempts, error = config.url or "", len(exposition_text(registry)), 0, None
     for attempt, wait_s in enumerate((0.0, *config.backoff_s), start=1):
         if wait_s:
             sleep(wait_s)
         attempts = attempt
         try:
-            push_to_gateway(config.url, job=JOB, registry=registry, grouping_key={"instance": config.instance},
+            push_to_gateway(config.url or "", job=JOB, registry=registry, grouping_key={"instance": config.instance},
                             timeout=config.timeout_s, handler=config.handler())
-            return PublishResult("pushgateway", True, attempts, config.url, config.grouping_key, bytes_sent=size)
+            return PublishResult("pushgateway", True, attempts, where, config.grouping_key, bytes_sent=size)
         # The one place push errors are caught: any failure of publishing must not fail the analysis.
         except Exception as exc:  # noqa: BLE001
             error = _describe(exc)
-            log.warning("push to %s failed (attempt %d of %d): %s", config.url, attempt,
-                        len(config.backoff_s) + 1, error)
+            log.warning("push to %s failed (attempt %d of %d): %s", where, attempt, len(config.backoff_s) + 1, error)
             if not _retryable(exc):
                 break
-    log.error("giving up pushing metrics to %s after %d attempts: %s", config.url, attempts, error)
-    return PublishResult("pushgateway", False, attempts, config.url, config.grouping_key, error=error)
+    log.error("giving up pushing metrics to %s after %d attempts: %s", where, attempts, error)
+    return PublishResult("pushgateway", False, attempts, where, config.grouping_key, error=error)
 
 
 def write_metrics_file(registry: CollectorRegistry, path: Path, grouping_key: dict[str, str]) -> PublishResult:
@@ -148,7 +159,8 @@ def write_metrics_file(registry: CollectorRegistry, path: Path, grouping_key: di
         tmp.write_bytes(text)
         os.replace(tmp, path)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # the directory may be what failed
+            tmp.unlink(missing_ok=True)
         log.error("could not write metrics to %s: %s", path, exc)
         return PublishResult("file", False, 1, str(path), grouping_key, error=_describe(exc))
     return PublishResult("file", True, 1, str(path), grouping_key, bytes_sent=len(text))

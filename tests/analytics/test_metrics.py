@@ -46,8 +46,8 @@ METRICS_MD = {
 def analysis_of(rows: list[dict], *, orchestrators=("0xa", "0xb")) -> Analysis:
     """analyze_runs over literal rows with the default budget."""
     runs = frame(rows)
-    return analyze_runs(runs, now=NOW, orchestrators=known_orchestrators(runs, orchestrators), scenarios=SCENARIOS,
-                        budget=Budget(), cold_start_threshold_s=60.0)
+    return analyze_runs(runs, now=NOW, orchestrators=known_orchestrators(runs, orchestrators, now=NOW),
+                        scenarios=SCENARIOS, budget=Budget(), cold_start_threshold_s=60.0)
 
 
 def exposed(analysis: Analysis) -> dict[str, list]:
@@ -194,10 +194,11 @@ def test_cold_start_ratio_and_last_run(rows):
         (("orchestrator", "0xa"),): last.timestamp()}
 
 
-def test_analysis_is_as_of_now_and_known_orchestrators_include_static_ones(rows):
-    analysis = analysis_of(rows, orchestrators=("0xz",))
+def test_known_orchestrators_are_the_discovered_and_the_recently_run(rows):
+    gone = run(99, orchestrator="0xgone", hours_ago=24 * 8)
+    assert known_orchestrators(frame([*rows, gone]), ["0xz"], now=NOW) == ["0xa", "0xb", "0xz"]
+    analysis = analysis_of([*rows, gone], orchestrators=("0xz",))
     assert analysis.computed_at == NOW
-    assert known_orchestrators(frame(rows), ["0xz"]) == ["0xa", "0xb", "0xz"]
     assert set(analysis.coverage["orchestrator"]) == {"0xa", "0xb", "0xz"}
 
 

@@ -74,6 +74,10 @@ class PrefectServer:
         """POST JSON to `path` under /api; the raw response (callers check the status)."""
         return httpx.post(f"{self.api_url}{path}", json=body, timeout=HTTP_TIMEOUT_S)
 
+    def patch(self, path: str, body: dict) -> httpx.Response:
+        """PATCH JSON to `path` under /api; the raw response."""
+        return httpx.patch(f"{self.api_url}{path}", json=body, timeout=HTTP_TIMEOUT_S)
+
 
 def _wait_healthy(url: str, process: subprocess.Popen, log: IO[bytes]) -> None:
     deadline = time.monotonic() + START_TIMEOUT_S
@@ -96,10 +100,16 @@ def _tail(log: IO[bytes], size: int = 2000) -> str:
 
 
 def stop_process_group(process: subprocess.Popen, timeout_s: float = STOP_TIMEOUT_S) -> None:
-    """SIGTERM the group this test started (the CLI and its uvicorn child), SIGKILL it if it lingers."""
-    if process.poll() is not None:
+    """SIGTERM the group a test started (a CLI and its children), SIGKILL it if it lingers.
+
+    The group id stays taken while any member lives, so signalling it after the leader exited
+    still reaches only that test's leftovers; when none are left there is nothing to do.
+    """
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        process.wait(timeout=timeout_s)
         return
-    os.killpg(process.pid, signal.SIGTERM)
     try:
         process.wait(timeout=timeout_s)
     except subprocess.TimeoutExpired:

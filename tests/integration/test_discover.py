@@ -78,12 +78,13 @@ def test_live_sources_count_when_one_is_dead_and_snapshots_land(fleet: FleetHand
     for row in rows:
         orchestrator = expected[row["address"]]
         assert (row["uri"], row["region"]) == (orchestrator["orch_uri"], orchestrator["region"])
-        assert (row["capacity"], row["capacity_in_use"]) == (orchestrator["capacity"], orchestrator["capacity_in_use"])
+        assert row["capacity"] == orchestrator["capacity"]
+        assert row["capacity_in_use"] == orchestrator["capacity_in_use"]
         assert row["source"] == "gateway+registered+json_url" and row["offers_scope"] and row["gpu_name"]
 
 
-def test_cli_prints_and_lands_the_orchestrators(fleet: FleetHandle, tmp_path: Path,
-                                                monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+def test_cli_prints_and_lands_the_orchestrators(fleet: FleetHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture) -> None:
     monkeypatch.setenv(DATA_DIR_ENV, str(tmp_path / "data"))
     config = fleet_config(tmp_path, fleet)
     assert main(["discover", "--config", str(config), "--json"]) == 0
@@ -109,19 +110,13 @@ def test_cli_exit_codes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys:
     assert "no discovery source configured" in capsys.readouterr().err
 
 
-@pytest.fixture(scope="session")
-def prefect_harness() -> Iterator[None]:
-    """A temporary Prefect API for this file's flow test (one per session)."""
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness():
-        yield
-
-
-async def test_discover_flow_lands_and_publishes(prefect_harness: None, fleet: FleetHandle, tmp_path: Path,
+@pytest.mark.slow
+async def test_discover_flow_lands_and_publishes(prefect_api: None, fleet: FleetHandle, tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     from prefect import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, FlowRunFilter, TaskRunFilter
+    from prefect.client.schemas.filters import (
+        ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey, FlowRunFilter, TaskRunFilter,
+    )
     from prefect.client.schemas.sorting import ArtifactSort
 
     from flows.discover import ARTIFACT_KEY, discover
@@ -131,16 +126,19 @@ async def test_discover_flow_lands_and_publishes(prefect_harness: None, fleet: F
         # Prefect 3.8.8's flow engine reads the server's default result storage with a sync client it never
         # closes (prefect/results.py); collect that socket here so it cannot fail a later test.
         warnings.filterwarnings("ignore", "unclosed <socket.socket", ResourceWarning)
-        counts = await discover(config=str(fleet_config(tmp_path, fleet)))
+        state = await discover(config=str(fleet_config(tmp_path, fleet)), return_state=True)
         gc.collect()
+    counts = await state.result()
     assert counts["orchestrators"] == len(scope_orchestrators(fleet)) and counts["sources_failed"] == 1
     assert Path(counts["landed"]).exists()
     landed = Lake(tmp_path / "data").query("SELECT address FROM orchestrators").rows
     assert {address for (address,) in landed} == set(scope_orchestrators(fleet))
     async with get_client() as client:
         # every filter spelled out: this server refuses the nulls the client sends for omitted ones
+        this_run = ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])
         artifacts = await client.read_artifacts(
-            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[ARTIFACT_KEY])), flow_run_filter=FlowRunFilter(),
-            task_run_filter=TaskRunFilter(), limit=10, sort=ArtifactSort.CREATED_DESC)
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[ARTIFACT_KEY]), flow_run_id=this_run),
+            flow_run_filter=FlowRunFilter(), task_run_filter=TaskRunFilter(), limit=10, sort=ArtifactSort.CREATED_DESC,
+        )
     assert len(artifacts) == 1
     assert all(address in artifacts[0].data for address in scope_orchestrators(fleet))

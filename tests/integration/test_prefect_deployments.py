@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import re
 import signal
 import subprocess
@@ -105,8 +106,9 @@ def test_prefect_yaml_declares_what_serve_serves():
     plans = deployment_plans(load_settings(default_config_path()))  # prefect.yaml states the default intervals
     assert len(declared) == len(plans) == 4
     for entry, plan in zip(declared, plans, strict=True):
-        module, function = entry["entrypoint"].split(":")
-        assert module == f"flows/{plan.flow_name.replace('-', '_')}.py" and (ROOT / module).is_file()
+        path, function = entry["entrypoint"].split(":")
+        flow = getattr(importlib.import_module(path.removesuffix(".py").replace("/", ".")), function)
+        assert flow.name == plan.flow_name and (ROOT / path).is_file()
         assert entry["name"] == plan.name
         assert [s["interval"] for s in entry.get("schedules", [])] == planned_interval_s(plan)
         assert entry["parameters"] == plan.parameters
@@ -114,7 +116,17 @@ def test_prefect_yaml_declares_what_serve_serves():
         limit = entry.get("concurrency_limit")
         assert (limit or {}).get("limit") == plan.concurrency_limit
         assert ((limit or {}).get("collision_strategy") == "CANCEL_NEW") == plan.cancel_new
-        assert function in (ROOT / module).read_text()
+
+
+def test_setup_and_serve_refuse_to_run_without_a_configured_server(capsys):
+    from deployments.cli import EXIT_USAGE
+    from deployments.cli_ops import cmd_serve, cmd_setup
+
+    args = argparse.Namespace(config=str(DEMO_CONFIG), json=False, limit=None, replace=False)
+    with temporary_settings(restore_defaults={PREFECT_API_URL}):  # a temporary server would vanish with them
+        assert cmd_setup(args) == EXIT_USAGE
+        assert cmd_serve(args) == EXIT_USAGE
+    assert capsys.readouterr().err.count("set PREFECT_API_URL") == 2
 
 
 # ---------------------------------------------------------------- the worker path: setup, deploy, run, worker
@@ -144,15 +156,18 @@ def test_setup_creates_the_process_work_pool_and_the_instance_limits(deployed, p
     assert f"created  work-pool {WORK_POOL_NAME}" in deployed["setup"]
 
 
-def test_setup_again_changes_nothing_but_adds_orchestrators_found_in_the_lake(deployed, prefect_server):
+def test_setup_again_adds_orchestrators_found_in_the_lake_and_resets_changed_limits(deployed, prefect_server):
     settings = load_settings(DEMO_CONFIG)
+    changed, *kept = [f"instance-{i.name}" for i in settings.instances]
+    assert prefect_server.patch(f"/v2/concurrency_limits/{changed}", {"limit": 3}).status_code == 204
     with temporary_settings({PREFECT_API_URL: prefect_server.api_url}):
         actions = asyncio.run(run_setup(settings, Lake(deployed["data_dir"])))
     results = {action.name: action.result for action in actions}
-    orchestrator_limit = f"orch-{ORCHESTRATOR}"
-    assert results == {WORK_POOL_NAME: "exists", orchestrator_limit: "created"} | {
-        f"instance-{i.name}": "exists" for i in settings.instances}
-    assert prefect_server.get(f"/v2/concurrency_limits/{orchestrator_limit}")["limit"] == 1
+    orchestrator_limit = f"orch-{ORCHESTRATOR}"  # the run landed by the worker named it
+    assert results == {WORK_POOL_NAME: "exists", changed: "updated", orchestrator_limit: "created"} | {
+        name: "exists" for name in kept}
+    for name in (changed, orchestrator_limit):
+        assert prefect_server.get(f"/v2/concurrency_limits/{name}")["limit"] == 1
 
 
 def test_deploy_creates_the_four_deployments_on_the_pool_with_their_schedules(deployed, prefect_server):

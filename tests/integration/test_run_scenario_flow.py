@@ -8,13 +8,26 @@ returned and the run landed in the lake with its flow run id.
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import re
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from urllib.parse import urlsplit
 from uuid import UUID
 
 import pytest
 from prefect import get_client
-from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, FlowRunFilter, FlowRunFilterId
+from prefect.settings import PREFECT_API_URL
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
+    FlowRunFilter,
+    FlowRunFilterId,
+    TaskRunFilter,
+)
+from prefect.client.schemas.sorting import ArtifactSort, TaskRunSort
 from prefect.testing.utilities import prefect_test_harness
 
 from analytics.lake import Lake
@@ -30,14 +43,35 @@ DURATION_S = 4.0
 PHASES = ("prepare", "connect", "load", "start", "stream", "cleanup", "finish")
 
 
+@contextmanager
+def prefect_client_leaks_ignored(api_url: str) -> Iterator[None]:
+    """Ignore the sockets Prefect 3.8.8 leaves open to its own API, and nothing else.
+
+    Every flow (and sync task) run reads the server's default result storage with
+    `get_client(sync_client=True)` and never closes that client (prefect/results.py,
+    `_read_server_default_result_storage_block_id`), so one socket to the API per run is
+    garbage-collected unclosed. Sockets to anything else still fail the test.
+    """
+    port = urlsplit(api_url).port
+    pattern = rf"unclosed <socket\.socket .*raddr=\('127\.0\.0\.1', {port}\)>"
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=pattern, category=ResourceWarning)
+        try:
+            yield
+        finally:
+            gc.collect()  # collect the leaked clients here, not during some later test
+
+
 @pytest.fixture(scope="session")
-def prefect_api(tmp_path_factory):
-    """A temporary Prefect API (SQLite in a temp dir) for the flows of this session."""
+def prefect_api(tmp_path_factory) -> Iterator[str]:
+    """A temporary Prefect API (SQLite in a temp dir) for the flows of this session; yields its URL."""
     with pytest.MonkeyPatch.context() as env:
         env.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
         env.setenv("PREFECT_HOME", str(tmp_path_factory.mktemp("prefect-home")))
         with prefect_test_harness():
-            yield
+            api_url = PREFECT_API_URL.value()
+            with prefect_client_leaks_ignored(api_url):
+                yield api_url
 
 
 async def _flow(profile: str, overrides: dict | None) -> dict:
@@ -56,10 +90,11 @@ async def flow_results(prefect_api, tmp_path_factory):
     with pytest.MonkeyPatch.context() as env:
         env.setenv("LOADTEST_DATA_DIR", str(data_dir))
         env.setenv("SCOPE_CLOUD_API_KEY", TEST_API_KEY)
-        passed, failed = await asyncio.gather(
-            _flow("healthy", None),
-            _flow("black", {"fault_after_s": 1.5}),
-        )
+        with prefect_client_leaks_ignored(prefect_api):
+            passed, failed = await asyncio.gather(
+                _flow("healthy", None),
+                _flow("black", {"fault_after_s": 1.5}),
+            )
     lake = Lake(data_dir)
     runs = {r["run_id"]: r for r in lake.query("SELECT * FROM runs").dicts()}
     for result in (passed, failed):
@@ -113,8 +148,13 @@ async def test_a_markdown_artifact_states_the_verdict(flow_results, key):
     summary = flow_results[key]["summary"]
     flow_run_id = UUID(flow_results[key]["run"]["prefect_flow_run_id"])
     async with get_client() as client:
+        # Prefect 3.8.8's client sends null for every argument left out, which its server refuses.
         artifacts = await client.read_artifacts(
-            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])),
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])),
+            task_run_filter=TaskRunFilter(),
+            sort=ArtifactSort.CREATED_DESC,
+            limit=10,
         )
     markdown = [a for a in artifacts if a.type == "markdown"]
     assert len(markdown) == 1
@@ -130,9 +170,14 @@ async def test_a_markdown_artifact_states_the_verdict(flow_results, key):
 async def test_every_phase_ran_as_a_task(flow_results, key):
     flow_run_id = UUID(flow_results[key]["run"]["prefect_flow_run_id"])
     async with get_client() as client:
-        task_runs = await client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
-    names = {run.name.rsplit("-", 1)[0] for run in task_runs}
+        task_runs = await client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])),
+            sort=TaskRunSort.EXPECTED_START_TIME_ASC,  # Prefect 3.8.8's server refuses the client's null default
+            limit=50,
+        )
+    ordered = [run.name.rsplit("-", 1)[0] for run in sorted(task_runs, key=lambda run: run.start_time)]
+    names = set(ordered)
     assert set(PHASES) == set(PHASE_TASKS)
-    assert set(PHASES) <= names, names
+    assert [name for name in ordered if name in PHASES] == list(PHASES)  # each once, in lifecycle order
     assert {"sweep-orphans", "publish-run-artifact"} <= names
     assert all(run.state is not None and run.state.is_completed() for run in task_runs)

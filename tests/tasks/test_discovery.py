@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 from datetime import datetime, timezone
 from typing import Any
 
@@ -35,8 +36,10 @@ def gateway_entry(address: str = "0xAbC0000000000000000000000000000000000001", *
     return {
         "address": address,
         "orch_uri": f"https://{address[-4:]}.example:8935",
-        "capabilities": {"bitstring": [1 << 35], "capacities": {cap_id: 3},
-                         "constraints": {"minVersion": "", "PerCapability": {cap_id: {"models": {model: constraint}}}}},
+        "capabilities": {
+            "bitstring": [1 << 35], "capacities": {cap_id: 3},
+            "constraints": {"minVersion": "", "PerCapability": {cap_id: {"models": {model: constraint}}}},
+        },
         "hardware": [{"pipeline": pipeline, "model_id": model,
                       "gpu_info": {"0": gpu or {"name": "NVIDIA L40S", "memory_total": 48 * GIB}}}],
     }
@@ -136,6 +139,34 @@ def test_malformed_gateway_entries_are_refused(entry: Any) -> None:
         parse(entry)
 
 
+JUNK = (None, True, 3, -2, 1.5, "", "scope", CAP, [], {}, [{"model_id": ["scope"]}], {"35": None}, {"scope": 1})
+
+
+def mutated(entry: Any, rng: random.Random) -> Any:
+    """`entry` with one value somewhere inside replaced by junk."""
+    if not isinstance(entry, (dict, list)) or not entry or rng.random() < 0.3:
+        return rng.choice(JUNK)
+    keys = list(entry) if isinstance(entry, dict) else list(range(len(entry)))
+    key = rng.choice(keys)
+    copy = dict(entry) if isinstance(entry, dict) else list(entry)
+    copy[key] = mutated(entry[key], rng)
+    return copy
+
+
+def test_any_mangled_entry_parses_or_is_malformed_never_crashes() -> None:
+    rng = random.Random(7)
+    outcomes = set()
+    for _ in range(3000):
+        entry = gateway_entry()
+        for _ in range(rng.randrange(1, 4)):
+            entry = mutated(entry, rng)
+        try:
+            outcomes.add(type(parse(entry)).__name__)
+        except MalformedEntry:
+            outcomes.add("MalformedEntry")
+    assert outcomes == {"OrchestratorSnapshot", "Excluded", "MalformedEntry"}
+
+
 # --- registry and plain lists ------------------------------------------------------------------
 
 
@@ -195,7 +226,8 @@ def test_merge_combines_sources_with_gateway_data_winning() -> None:
 def test_merge_keeps_first_seen_casing_within_a_source_and_names_a_source_once() -> None:
     merged = merge_snapshots([snap("0xDEF", "json_url", region="eu"), snap("0xdef", "json_url", uri="https://d")])
     assert len(merged) == 1
-    assert (merged[0].address, merged[0].source, merged[0].uri, merged[0].region) == ("0xDEF", "json_url", "https://d", "eu")
+    one = merged[0]
+    assert (one.address, one.source, one.uri, one.region) == ("0xDEF", "json_url", "https://d", "eu")
 
 
 def test_addresses_a_gateway_saw_without_scope_are_left_out() -> None:
@@ -209,7 +241,8 @@ def test_addresses_a_gateway_saw_without_scope_are_left_out() -> None:
 
 
 def test_urls_are_redacted_and_joined() -> None:
-    assert redact_url("https://user:pw@gw.example:8935/caps?token=s3cret&x=1") == "https://gw.example:8935/caps?token=***&x=***"
+    redacted = redact_url("https://user:pw@gw.example:8935/caps?token=s3cret&x=1")
+    assert redacted == "https://gw.example:8935/caps?token=***&x=***"
     assert endpoint_url("http://gw:8935", "/getNetworkCapabilities") == "http://gw:8935/getNetworkCapabilities"
     assert endpoint_url("http://gw:8935/api/?k=v", "/x") == "http://gw:8935/api/x?k=v"
     assert endpoint_url("http://gw/x/", "/x") == "http://gw/x/"
@@ -244,7 +277,8 @@ def run(config: Discovery, transport: httpx.MockTransport, **kwargs: Any):
 
 
 def test_sources_are_merged_and_malformed_entries_counted() -> None:
-    first, second, other = gateway_entry("0xB1"), gateway_entry("0xF2"), gateway_entry("0x03", model="streamdiffusion")
+    first, second = gateway_entry("0xB1"), gateway_entry("0xF2")
+    other = gateway_entry("0x03", model="streamdiffusion")
     transport = routes({
         "/getNetworkCapabilities": {"orchestrators": [first, second, other, "junk", {"capabilities": {}}]},
         "/registeredOrchestrators": [{"Address": "0xb1", "ServiceURI": "https://b1", "Active": True},
@@ -295,11 +329,12 @@ def test_a_failing_source_is_logged_and_the_others_still_count(caplog: pytest.Lo
     failing = ["/refused", "/status", "/html", "/declared-big", "/streamed-big", "/slow"]
     urls = [f"http://user:{SECRET}@gw.test{path}?token={SECRET}" for path in failing] + [f"{GW}/ok"]
     with caplog.at_level(logging.WARNING, logger="tasks.discovery"):
-        result = run(discovery(json_list_urls=urls, timeout_s=0.2), routes(failing_answers()), max_response_bytes=4096)
+        config = discovery(json_list_urls=urls, timeout_s=0.2)
+        result = run(config, routes(failing_answers()), max_response_bytes=4096)
     assert [s.address for s in result.snapshots] == ["0xOK"]
     stats = {s.url.split("?")[0].rsplit("/", 1)[1]: s for s in result.sources}
     assert [name for name, s in stats.items() if not s.ok] == [p.strip("/") for p in failing]
-    assert stats["refused"].failure_category == Category.NETWORK and stats["slow"].failure_category == Category.NETWORK
+    assert stats["refused"].failure_category == stats["slow"].failure_category == Category.NETWORK
     assert stats["status"].failure_category == Category.PROTOCOL and "503" in stats["status"].error
     assert "cap" in stats["declared-big"].error and "cap" in stats["streamed-big"].error
     assert not result.all_failed

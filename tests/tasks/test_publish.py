@@ -199,3 +199,15 @@ def test_drift_report_says_where_the_metrics_went():
     assert "NOT published (boom) to http://gw:9091" in report
     assert drift_report(analysis) == drift_report(analysis, None)
     assert compute_drift(pl.DataFrame(analysis.runs), now=NOW).height == analysis.drift.height
+
+
+def test_credentials_written_into_the_gateway_url_become_basic_auth_and_are_never_shown(tmp_path, caplog):
+    script = Script([500])
+    with stub_gateway(script) as url:
+        with_credentials = url.replace("http://", f"http://loadtest:{SECRET}@")
+        with caplog.at_level(logging.DEBUG):
+            result = publish_metrics(registry(), config(with_credentials, backoff_s=()), tmp_path / "m.prom")
+    expected = "Basic " + base64.b64encode(f"loadtest:{SECRET}".encode()).decode()
+    assert script.requests[0]["authorization"] == expected
+    assert result.location == url
+    assert SECRET not in repr(result) and SECRET not in caplog.text

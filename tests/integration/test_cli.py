@@ -1,0 +1,208 @@
+"""The `loadtest` command line: exit codes, one-line errors, JSON output, and real runs through Prefect.
+
+Quick commands run in-process through `main(argv)`; the real runs start the console script
+in subprocesses (each starts its own temporary Prefect API), all at the same time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from analytics.lake import Lake
+from analytics.records import RunRecord
+from config.settings import load_settings
+from deployments.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, main
+from simulator.testing import running_simulator
+from tests.conftest import DEMO_CONFIG, TEST_API_KEY
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(200)]
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SCENARIO = "longlive_t2v_15s"
+ORCHESTRATOR = "0x" + "12" * 20
+RUN_TIMEOUT_S = 150.0
+COUNT_SQL = "select outcome, count(*) from runs group by 1"
+
+
+def loadtest_command() -> list[str]:
+    """The installed console script beside this interpreter, else the module."""
+    script = Path(sys.executable).with_name("loadtest")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "deployments.cli"]
+
+
+def subprocess_env(prefect_home: Path, data_dir: Path) -> dict[str, str]:
+    """Environment of a CLI subprocess: own Prefect home, no Prefect server configured, test key."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
+    env.update(
+        PREFECT_HOME=str(prefect_home),
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        DO_NOT_TRACK="1",
+        LOADTEST_DATA_DIR=str(data_dir),
+        SCOPE_CLOUD_API_KEY=TEST_API_KEY,
+    )
+    return env
+
+
+def start(args: list[str], prefect_home: Path, data_dir: Path) -> subprocess.Popen:
+    prefect_home.mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen([*loadtest_command(), *args], cwd=REPO_ROOT, env=subprocess_env(prefect_home, data_dir),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish(child: subprocess.Popen) -> dict:
+    try:
+        stdout, stderr = child.communicate(timeout=RUN_TIMEOUT_S)
+    finally:
+        child.kill()
+    return {"rc": child.returncode, "stdout": stdout, "stderr": stderr}
+
+
+@pytest.fixture(scope="module")
+def cli_runs(tmp_path_factory):
+    """`loadtest run --json` on a healthy and a no-capacity instance, and with an unknown scenario."""
+    root = tmp_path_factory.mktemp("cli")
+    data_dir = root / "data"
+    common = ["--config", str(DEMO_CONFIG), "--orchestrator", ORCHESTRATOR, "--duration-s", "4", "--json"]
+    with running_simulator("healthy") as healthy, running_simulator("no_capacity") as busy:
+        children = {
+            "healthy": start(["run", "--scenario", SCENARIO, "--scope-url", healthy.url, *common],
+                             root / "prefect-healthy", data_dir),
+            "busy": start(["run", "--scenario", SCENARIO, "--scope-url", busy.url, *common],
+                          root / "prefect-busy", data_dir),
+            "nope": start(["run", "--scenario", "nope", "--scope-url", healthy.url, *common],
+                          root / "prefect-nope", data_dir),
+        }
+        results = {name: finish(child) for name, child in children.items()}
+        results["healthy"]["truth"] = healthy.truth()
+    results["root"], results["data_dir"] = root, data_dir
+    return results
+
+
+def only_json_object(stdout: str) -> dict:
+    lines = [line for line in stdout.splitlines() if line.strip()]
+    assert len(lines) == 1, stdout
+    summary = json.loads(lines[0])
+    assert isinstance(summary, dict)
+    return summary
+
+
+# --- real runs ----------------------------------------------------------------------------------
+
+
+def test_a_passing_run_exits_0_with_one_json_summary(cli_runs):
+    result = cli_runs["healthy"]
+    assert result["rc"] == EXIT_OK, result["stderr"][-3000:]
+    summary = only_json_object(result["stdout"])
+    assert summary["outcome"] == "passed"
+    assert summary["scenario"] == SCENARIO and summary["orchestrator"] == ORCHESTRATOR
+    assert summary["frames_sampled"] > 0
+    assert result["truth"]["active_session"] is False and result["truth"]["leaked_sessions"] == 0
+
+
+def test_a_run_without_capacity_exits_1_as_unavailable(cli_runs):
+    result = cli_runs["busy"]
+    assert result["rc"] == EXIT_FAILED, result["stderr"][-3000:]
+    summary = only_json_object(result["stdout"])
+    assert summary["outcome"] == "unavailable"
+    assert summary["failure_category"] == "orchestrator"
+    assert summary["checks_failed"] == []
+
+
+@pytest.mark.parametrize("name", ["healthy", "busy", "nope"])
+def test_the_api_key_never_appears_in_the_output(cli_runs, name):
+    result = cli_runs[name]
+    assert TEST_API_KEY not in result["stdout"]
+    assert TEST_API_KEY not in result["stderr"]
+
+
+def test_both_runs_landed_in_the_lake(cli_runs, monkeypatch, capsys):
+    ids = {only_json_object(cli_runs[name]["stdout"])["run_id"]: name for name in ("healthy", "busy")}
+    monkeypatch.setenv("LOADTEST_DATA_DIR", str(cli_runs["data_dir"]))
+    assert main(["sql", "select run_id, outcome, prefect_flow_run_id from runs", "--json"]) == EXIT_OK
+    rows = json.loads(capsys.readouterr().out)
+    assert {r["run_id"] for r in rows} == set(ids)
+    assert {r["outcome"] for r in rows} == {"passed", "unavailable"}
+    assert all(r["prefect_flow_run_id"] for r in rows)  # both went through the run-scenario flow
+
+
+def test_an_unknown_scenario_exits_2_before_prefect_starts(cli_runs):
+    result = cli_runs["nope"]
+    assert result["rc"] == EXIT_USAGE
+    assert result["stdout"] == ""
+    lines = result["stderr"].strip().splitlines()
+    assert len(lines) == 1 and "nope" in lines[0] and "unknown scenario" in lines[0], result["stderr"]
+    assert "Prefect" not in result["stderr"]
+    prefect_home = cli_runs["root"] / "prefect-nope"
+    assert not list(prefect_home.rglob("*.db")), list(prefect_home.rglob("*"))  # no Prefect database created
+
+
+# --- quick commands, in-process -----------------------------------------------------------------
+
+
+def test_scenarios_json_lists_the_expanded_matrix(capsys):
+    assert main(["scenarios", "--config", str(DEMO_CONFIG), "--json"]) == EXIT_OK
+    listed = json.loads(capsys.readouterr().out)
+    expected = load_settings(DEMO_CONFIG, environ={}).expand_scenarios()
+    assert [s["name"] for s in listed] == [s.name for s in expected]
+    assert [s["duration_s"] for s in listed] == [s.duration_s for s in expected]
+
+
+@pytest.mark.parametrize(
+    ("extra", "key"),
+    [("bogus_setting: 1\n", "bogus_setting"), ("thresholds:\n  stall_timout_s: 3\n", "thresholds.stall_timout_s")],
+    ids=["top-level", "nested"],
+)
+def test_a_config_with_an_unknown_key_exits_2_with_one_line(tmp_path, capsys, extra, key):
+    config = tmp_path / "bad.yaml"
+    config.write_text(
+        f"prompts_dir: {REPO_ROOT / 'config' / 'prompts'}\ngraphs_dir: {REPO_ROOT / 'config' / 'graphs'}\n" + extra
+    )
+    assert main(["scenarios", "--config", str(config)]) == EXIT_USAGE
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    assert str(config) in lines[0] and key in lines[0] and "unknown key" in lines[0]
+
+
+def _land_runs(lake: Lake, outcomes: list[str | None]) -> None:
+    """A started row for every run and a final row for those with an outcome (None: still running)."""
+    now = dt.datetime.now(dt.UTC)
+    for index, outcome in enumerate(outcomes):
+        started = RunRecord(
+            run_id=f"run-{index:03d}", state="started", scenario=SCENARIO, pipeline="longlive", mode="t2v",
+            duration_class="15s", planned_duration_s=15.0, hard_cap_s=435.0, orchestrator=ORCHESTRATOR,
+            scope_instance="http://127.0.0.1:1", harness_version="test", started_at=now - dt.timedelta(seconds=60),
+        )
+        lake.land_run(started)
+        if outcome is not None:
+            lake.land_run(started.model_copy(update={"state": "final", "outcome": outcome, "ended_at": now}))
+
+
+def test_sql_json_counts_runs_by_outcome(tmp_path, monkeypatch, capsys):
+    outcomes = ["passed"] * 4 + ["failed"] * 2 + ["unavailable", "aborted", None]
+    _land_runs(Lake(tmp_path), outcomes)
+    monkeypatch.setenv("LOADTEST_DATA_DIR", str(tmp_path))
+    assert main(["sql", COUNT_SQL, "--json"]) == EXIT_OK
+    rows = json.loads(capsys.readouterr().out)
+    counted = {outcome: count for outcome, count in (tuple(row.values()) for row in rows)}
+    assert counted == dict(Counter(outcomes))
+
+
+@pytest.mark.parametrize("query", ["delete from runs", "create table t (x int)", "select 1; drop view runs"])
+def test_sql_refuses_anything_but_one_select(tmp_path, monkeypatch, capsys, query):
+    _land_runs(Lake(tmp_path), ["passed"])
+    monkeypatch.setenv("LOADTEST_DATA_DIR", str(tmp_path))
+    assert main(["sql", query, "--json"]) == EXIT_USAGE
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert len(captured.err.strip().splitlines()) == 1 and "read-only" in captured.err
+    assert Lake(tmp_path).query(COUNT_SQL).rows == [("passed", 1)]  # nothing changed
