@@ -18,7 +18,9 @@ from tasks.errors import ConfigError, HarnessError
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 # Modules that add subcommands: each has `add_parsers(subparsers) -> {name: handler}`; handlers
 # take the parsed args and return an exit code, importing heavy modules only when they run.
-COMMAND_MODULES = ("deployments.cli_discover", "deployments.cli_fleet", "deployments.cli_analytics")
+COMMAND_MODULES = (
+    "deployments.cli_discover", "deployments.cli_fleet", "deployments.cli_analytics", "deployments.cli_ops",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -8,6 +8,7 @@ from prefect.concurrency.asyncio import concurrency
 
 from analytics.lake import Lake
 from config.settings import Settings, load_settings
+from flows.analyze import analyze
 from flows.run_scenario import run_scenario
 from tasks.dispatching import DEFAULT_WINDOW_S, Orchestrator, dispatch_runs
 from tasks.instances import scope_instance
@@ -41,7 +42,7 @@ async def launch_assignment(
 
 @flow(name="dispatch")
 async def dispatch(config: str | None = None, max_runs: int | None = None, window_s: float = DEFAULT_WINDOW_S) -> dict:
-    """Plan and launch runs for `window_s` seconds (or `max_runs` runs); wait for them; return a summary."""
+    """Plan and launch runs for `window_s` seconds (or `max_runs` runs), wait for them, then analyze."""
     settings = load_settings(config)
     lake = Lake.from_env()
     sweep(lake)
@@ -50,4 +51,6 @@ async def dispatch(config: str | None = None, max_runs: int | None = None, windo
         return await launch_assignment(assignment, orchestrator, settings=settings, lake=lake, config=config)
 
     summary = await dispatch_runs(settings=settings, lake=lake, launch=launch, max_runs=max_runs, window_s=window_s)
+    if summary.launched:  # a batch landed: refresh baselines, drift, scores and the gauges
+        await analyze(config=config)
     return summary.as_dict()

@@ -205,17 +205,6 @@ async def test_an_ad_hoc_run_changes_nothing_until_the_next_analysis(tmp_path, g
     assert [g["labels"]["instance"] for g in gateway.groups()] == [HARNESS]
 
 
-@pytest.fixture(scope="session")
-def prefect_harness(tmp_path_factory):
-    """One temporary Prefect API (SQLite in a temp dir) for the flow test (10-30 s to start)."""
-    from prefect.testing.utilities import prefect_test_harness
-
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("PREFECT_HOME", str(tmp_path_factory.mktemp("prefect-home")))
-        with prefect_test_harness(server_startup_timeout=60):
-            yield
-
-
 async def read_artifact(key: str):
     """The latest artifact with this key."""
     from prefect import get_client
@@ -231,7 +220,7 @@ async def read_artifact(key: str):
     return artifacts[0]
 
 
-async def test_the_analyze_flow_pushes_lands_and_publishes_artifacts(tmp_path, gateway, prefect_harness,
+async def test_the_analyze_flow_pushes_lands_and_publishes_artifacts(tmp_path, gateway, prefect_api,
                                                                       monkeypatch):
     from flows.analyze import analyze
 

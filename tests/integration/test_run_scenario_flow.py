@@ -69,9 +69,7 @@ def prefect_api(tmp_path_factory) -> Iterator[str]:
         env.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
         env.setenv("PREFECT_HOME", str(tmp_path_factory.mktemp("prefect-home")))
         with prefect_test_harness():
-            api_url = PREFECT_API_URL.value()
-            with prefect_client_leaks_ignored(api_url):
-                yield api_url
+            yield PREFECT_API_URL.value()
 
 
 async def _flow(profile: str, overrides: dict | None) -> dict:

@@ -1,7 +1,8 @@
 """Healthy instances pass (at least 99 of 100 short runs), and every run lands its frames and final row.
 
-Ten simulated instances, each pinned to its own orchestrator; ten workers run ten sessions
-each, one after the other on their instance, all workers at once.
+Twenty simulated instances, each pinned to its own orchestrator; twenty workers run five
+sessions each, one after the other on their instance (so stop-before-start, reconnect and
+reload are exercised), all workers at once.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from tasks.session import run_session
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
-INSTANCES = 10
-RUNS_PER_INSTANCE = 10
+INSTANCES = 20
+RUNS_PER_INSTANCE = 5
 RUNS = INSTANCES * RUNS_PER_INSTANCE
 MIN_PASSED = 99
 DURATION_S = 4.0
