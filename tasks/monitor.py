@@ -198,20 +198,27 @@ class StreamMonitor:
         self.noise_diffs = []
         return state.seq
 
-    def switch_window_open(self, t_s: float) -> bool:
-        """True while the last prompt switch still waits for its response window to end."""
-        return self._open_switch(t_s) is not None
-
     def fatal(self, t_s: float) -> CheckResult | None:
-        """A failure that will not heal, so the stream should stop now; None to go on."""
+        """A failure that will not heal, so the stream should stop now; None to go on.
+
+        The bad runs are judged by the same checks as the final verdict, so an early stop
+        happens exactly at the first tick at which that verdict is already certain."""
         stall_since = _unchanged_since(self.fps_samples)
         if stall_since is not None and t_s - stall_since > self.limits.stall_timeout_s:
             return checks.check_stall(self.fps_samples, stall_timeout_s=self.limits.stall_timeout_s)
+        if not self.verdicts:
+            return None
         for verdict, name, limit in self._run_limits():
-            started = _run_started(self.verdicts, verdict)
-            if started is not None and t_s - started > limit:
-                return self._run_check(verdict, name, limit)
+            if self.verdicts[-1][1] == verdict:
+                check = self._run_check(verdict, name, limit)
+                if not check.passed:
+                    return check
         return None
+
+    def awaiting_response(self, t_s: float) -> bool:
+        """True while the last prompt switch's window is open and the output has not responded yet."""
+        switch = self._open_switch(t_s)
+        return switch is not None and not self._evaluate_switch(switch).responded
 
     def _run_limits(self) -> list[tuple[FrameVerdict, str, float]]:
         """Verdicts whose trailing run ends the stream early once longer than its limit."""
@@ -268,12 +275,18 @@ class StreamMonitor:
     def _evaluate_switch(self, switch: PromptSwitchState) -> checks.PromptResponse:
         if switch.reference is None:
             return checks.PromptResponse(False, False, None, None, None, None, "no valid frame before the switch")
-        return checks.evaluate_prompt_switch(
+        response = checks.evaluate_prompt_switch(
             switch.pre_diffs,
             switch.post,
             margin=self.limits.prompt_margin,
             within_s=self.limits.prompt_response_s,
         )
+        window_seen_s = self.verdicts[-1][0] - switch.t_s if self.verdicts else 0.0
+        if not response.responded and window_seen_s < self.limits.prompt_response_s:
+            # The stream ended (or stopped on another failure) inside the window: no verdict either way.
+            return checks.PromptResponse(False, False, None, response.noise_p95, response.threshold,
+                                         response.best_median, "the stream ended before the response window closed")
+        return response
 
 
 def _frame_thresholds(limits: MonitorLimits) -> FrameThresholds:
@@ -292,16 +305,6 @@ def _unchanged_since(samples: list[tuple[float, int]]) -> float | None:
     while index > 0 and samples[index - 1][1] == samples[-1][1]:
         index -= 1
     return samples[index][0]
-
-
-def _run_started(verdicts: list[tuple[float, str]], verdict: str) -> float | None:
-    """The time of the first tick of the trailing run of `verdict`, if the last tick has it."""
-    if not verdicts or verdicts[-1][1] != verdict:
-        return None
-    index = len(verdicts) - 1
-    while index > 0 and verdicts[index - 1][1] == verdict:
-        index -= 1
-    return verdicts[index][0]
 
 
 def _longest_run_s(verdicts: list[tuple[float, str]], verdict: str) -> float:

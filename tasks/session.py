@@ -135,8 +135,8 @@ class SessionRun(RunState):
             await asyncio.sleep(max(0.0, next_tick - time.monotonic()))
             next_tick += interval_s
             tick = await self._sample_with_retries()
-            if tick.t_s >= end_s:
-                break
+            if tick.t_s >= end_s and not self.monitor.awaiting_response(tick.t_s):
+                break  # a switch's response window still open at the end is waited out (bounded by it)
             if tick.metrics is not None and tick.metrics.headless is None:
                 raise PhaseFailed("stream died: the session vanished from /session/metrics", category=Category.RUNNER)
             self.record_frame(self.monitor.observe(tick))

@@ -141,7 +141,8 @@ def test_an_unknown_scenario_exits_2_before_prefect_starts(cli_runs):
     assert len(lines) == 1 and "nope" in lines[0] and "unknown scenario" in lines[0], result["stderr"]
     assert "Prefect" not in result["stderr"]
     prefect_home = cli_runs["root"] / "prefect-nope"
-    assert not list(prefect_home.rglob("*.db")), list(prefect_home.rglob("*"))  # no Prefect database created
+    assert not list(prefect_home.rglob("*.db")), list(prefect_home.rglob("*"))  # no Prefect database created ...
+    assert list((cli_runs["root"] / "prefect-healthy").rglob("*.db"))  # ... as a run that started Prefect did
 
 
 # --- quick commands, in-process -----------------------------------------------------------------
