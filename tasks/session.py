@@ -135,8 +135,6 @@ class SessionRun(RunState):
             await asyncio.sleep(max(0.0, next_tick - time.monotonic()))
             next_tick += interval_s
             tick = await self._sample_with_retries()
-            if tick.t_s >= end_s and not self.monitor.awaiting_response(tick.t_s):
-                break  # a switch's response window still open at the end is waited out (bounded by it)
             if tick.metrics is not None and tick.metrics.headless is None:
                 raise PhaseFailed("stream died: the session vanished from /session/metrics", category=Category.RUNNER)
             self.record_frame(self.monitor.observe(tick))
@@ -144,10 +142,12 @@ class SessionRun(RunState):
             if fatal is not None:
                 self.stopped_early = fatal
                 break
+            if tick.t_s >= end_s and not self.monitor.awaiting_response(tick.t_s):
+                break  # a switch's response window still open at the end is waited out (bounded by it)
             if switch_at and tick.t_s >= switch_at[0]:
                 switch_at.pop(0)
                 await self._switch_prompt(tick.t_s)
-        self.stream_s = min(tick.t_s, end_s) - self.first_frame_s
+        self.stream_s = tick.t_s - self.first_frame_s  # the stream actually monitored
 
     async def _sample_with_retries(self) -> Tick:
         errors = 0
