@@ -1,4 +1,5 @@
-"""The `run-scenario` Prefect flow against simulated Scope instances, on a temporary Prefect API.
+"""The `run-scenario` Prefect flow against simulated Scope instances, on the temporary Prefect API
+of tests/integration/conftest.py (`prefect_api`, shared by every test that runs flows).
 
 One passing run (healthy instance) and one failing run (output turns black) go through the
 real flow: a task per lifecycle phase, a markdown artifact with the verdict, the summary
@@ -8,18 +9,12 @@ returned and the run landed in the lake with its flow run id.
 from __future__ import annotations
 
 import asyncio
-import gc
 import os
 import re
-import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
-from urllib.parse import urlsplit
 from uuid import UUID
 
 import pytest
 from prefect import get_client
-from prefect.settings import PREFECT_API_URL
 from prefect.client.schemas.filters import (
     ArtifactFilter,
     ArtifactFilterFlowRunId,
@@ -28,7 +23,6 @@ from prefect.client.schemas.filters import (
     TaskRunFilter,
 )
 from prefect.client.schemas.sorting import ArtifactSort, TaskRunSort
-from prefect.testing.utilities import prefect_test_harness
 
 from analytics.lake import Lake
 from flows.run_scenario import PHASE_TASKS, run_scenario
@@ -41,35 +35,6 @@ SCENARIO = "longlive_t2v_15s"
 ORCHESTRATOR = "0x" + "ab" * 20
 DURATION_S = 4.0
 PHASES = ("prepare", "connect", "load", "start", "stream", "cleanup", "finish")
-
-
-@contextmanager
-def prefect_client_leaks_ignored(api_url: str) -> Iterator[None]:
-    """Ignore the sockets Prefect 3.8.8 leaves open to its own API, and nothing else.
-
-    Every flow (and sync task) run reads the server's default result storage with
-    `get_client(sync_client=True)` and never closes that client (prefect/results.py,
-    `_read_server_default_result_storage_block_id`), so one socket to the API per run is
-    garbage-collected unclosed. Sockets to anything else still fail the test.
-    """
-    port = urlsplit(api_url).port
-    pattern = rf"unclosed <socket\.socket .*raddr=\('127\.0\.0\.1', {port}\)>"
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=pattern, category=ResourceWarning)
-        try:
-            yield
-        finally:
-            gc.collect()  # collect the leaked clients here, not during some later test
-
-
-@pytest.fixture(scope="session")
-def prefect_api(tmp_path_factory) -> Iterator[str]:
-    """A temporary Prefect API (SQLite in a temp dir) for the flows of this session; yields its URL."""
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-        env.setenv("PREFECT_HOME", str(tmp_path_factory.mktemp("prefect-home")))
-        with prefect_test_harness():
-            yield PREFECT_API_URL.value()
 
 
 async def _flow(profile: str, overrides: dict | None) -> dict:
@@ -88,11 +53,10 @@ async def flow_results(prefect_api, tmp_path_factory):
     with pytest.MonkeyPatch.context() as env:
         env.setenv("LOADTEST_DATA_DIR", str(data_dir))
         env.setenv("SCOPE_CLOUD_API_KEY", TEST_API_KEY)
-        with prefect_client_leaks_ignored(prefect_api):
-            passed, failed = await asyncio.gather(
-                _flow("healthy", None),
-                _flow("black", {"fault_after_s": 1.5}),
-            )
+        passed, failed = await asyncio.gather(
+            _flow("healthy", None),
+            _flow("black", {"fault_after_s": 1.5}),
+        )
     lake = Lake(data_dir)
     runs = {r["run_id"]: r for r in lake.query("SELECT * FROM runs").dicts()}
     for result in (passed, failed):
