@@ -168,12 +168,16 @@ def _edge_problems(edge: Any, ids: set[str]) -> list[tuple[str, str]]:
     return problems
 
 
-def translate_validation_error(exc: ValidationError, *, file: str, model: type[BaseModel]) -> ConfigError:
-    """The first pydantic error as a ConfigError with a dotted key and a one-line problem."""
+def translate_validation_error(
+    exc: ValidationError, *, file: str, model: type[BaseModel], top_level_keys: Sequence[str] | None = None
+) -> ConfigError:
+    """The first pydantic error as a ConfigError with a dotted key and a one-line problem.
+
+    `top_level_keys` are the keys a file may hold at its top, when they differ from the model's fields."""
     error = exc.errors(include_url=False)[0]
     loc = tuple(error["loc"])
     if error["type"] == "extra_forbidden":
-        allowed = allowed_keys(model, loc[:-1])
+        allowed = list(top_level_keys) if top_level_keys is not None and len(loc) == 1 else allowed_keys(model, loc[:-1])
         problem = "unknown key" + close_matches(str(loc[-1]), allowed)
     elif error["type"] == "missing":
         problem = "required key is missing"

@@ -310,7 +310,8 @@ def load_settings(path: str | Path | None = None, *, environ: Mapping[str, str] 
     try:
         return Settings.model_validate(data)
     except ValidationError as exc:
-        raise translate_validation_error(exc, file=file, model=Settings) from None
+        file_keys = [k for k in Settings.model_fields if k not in LOADER_ONLY_KEYS] + list(FILE_ONLY_KEYS)
+        raise translate_validation_error(exc, file=file, model=Settings, top_level_keys=file_keys) from None
 
 
 def _reject_loader_keys(raw: dict[str, Any], file: str) -> None:

@@ -450,3 +450,13 @@ def test_depth_chain_feeds_depth_into_vace_and_source_into_longlive() -> None:
     into_longlive = {(by_id[e["from"]].get("pipeline_id", by_id[e["from"]]["type"]), e["to_port"])
                      for e in graph["edges"] if by_id[e["to_node"]].get("pipeline_id") == "longlive"}
     assert into_longlive == {("video-depth-anything", "vace_input_frames"), ("source", "video")}
+
+
+def test_an_unknown_top_level_key_lists_the_keys_a_file_may_hold(tmp_path: Path) -> None:
+    raw = raw_config()
+    raw["qqq"] = 1
+    error, _ = load_error(tmp_path, raw)
+    assert error.key == "qqq"
+    known = error.problem.split("known: ", 1)[1]
+    assert "prompts_dir" in known and "graphs_dir" in known and "thresholds" in known
+    assert "graph_templates" not in known and "source_file" not in known
