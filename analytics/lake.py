@@ -302,12 +302,6 @@ def _create_views(con: duckdb.DuckDBPyConnection, views: Sequence[CatalogView], 
             con.execute(f"COMMENT ON COLUMN {_ident(view.name)}.{_ident(column)} IS {_literal(text)}")
 
 
-def _views_named_in(sql: str) -> list[str]:
-    """Names of lake views a statement mentions (words of the statement that are view names)."""
-    words = set(re.findall(r"[a-z_][a-z0-9_]*", sql.lower()))
-    return [name for name in VIEW_NAMES if name in words]
-
-
 def _require_read_only(sql: str) -> None:
     """Refuse anything but exactly one SELECT or EXPLAIN statement."""
     try:
@@ -330,6 +324,11 @@ class Lake:
         self.lake_dir = self.root / "lake"
         self.catalog_path = self.root / "catalog.duckdb"
         self.artifacts_root = self.root / "artifacts"
+        # Queries share one in-memory DuckDB whose views are set up once (each query gets its own
+        # cursor); views re-read their globs at query time, so only a table's first file, which turns
+        # its empty typed view into a file view, calls for new views.
+        self._shared: tuple[tuple, duckdb.DuckDBPyConnection] | None = None
+        self._shared_lock = threading.Lock()
 
     @classmethod
     def from_env(cls) -> Lake:
@@ -476,17 +475,38 @@ class Lake:
         except duckdb.Error as exc:
             raise LakeError(f"lake query failed: {exc}") from exc
 
+    @contextmanager
+    def _cursor(self, budget_seconds: float) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A cursor on the shared in-memory DuckDB holding every view (rebuilt when a table got its first file)."""
+        key = (budget_seconds, tuple(self._glob(table) is not None for table in _BASE_VIEWS))
+        try:
+            with self._shared_lock:
+                if self._shared is None or self._shared[0] != key:
+                    if self._shared is not None:
+                        self._shared[1].close()
+                    con = duckdb.connect(":memory:")
+                    _create_views(con, self.views(budget_seconds=budget_seconds), None, comments=False)
+                    self._shared = (key, con)
+                cursor = self._shared[1].cursor()
+            try:
+                cursor.execute("SET TimeZone = 'UTC'")
+                yield cursor
+            finally:
+                cursor.close()
+        except duckdb.Error as exc:
+            raise LakeError(f"lake query failed: {exc}") from exc
+
     def query(self, sql: str, *, budget_seconds: float = DEFAULT_BUDGET_S) -> QueryResult:
         """Run one read-only statement (SELECT/EXPLAIN) over the lake's views; returns columns and rows."""
         _require_read_only(sql)
-        with self._connect(_views_named_in(sql), budget_seconds=budget_seconds) as con:
+        with self._cursor(budget_seconds) as con:
             cursor = con.execute(sql)
             return QueryResult(tuple(d[0] for d in cursor.description), cursor.fetchall())
 
     def query_frame(self, sql: str, *, budget_seconds: float = DEFAULT_BUDGET_S) -> pl.DataFrame:
         """Like `query`, as a Polars DataFrame."""
         _require_read_only(sql)
-        with self._connect(_views_named_in(sql), budget_seconds=budget_seconds) as con:
+        with self._cursor(budget_seconds) as con:
             return con.sql(sql).pl()
 
     def runs_frame(self) -> pl.DataFrame:
