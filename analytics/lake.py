@@ -28,7 +28,8 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from analytics.records import TABLES, ColumnSpec, LakeRecord, RunRecord, as_utc, column_specs, polars_schema
+from analytics.catalog import BASE_VIEWS, CatalogView, base_view, create_views, derived_views
+from analytics.records import TABLES, LakeRecord, RunRecord, as_utc, polars_schema
 from tasks.errors import HarnessError
 
 DATA_DIR_ENV = "LOADTEST_DATA_DIR"
@@ -37,18 +38,8 @@ DEFAULT_BUDGET_S = 0.2 * 86_400  # test time per orchestrator per day: 20 % of i
 STALE_TEMP_AGE_S = 3600.0  # a temp file this old belongs to a writer that died mid-write
 TEMP_SUFFIX = ".tmp"  # temp files never end in .parquet, so no view ever reads one
 SWEPT_REASON = "run did not finish (harness crashed or was killed); swept at {at}"
-OVERDUE_REASON = "run did not finish within its hard cap (harness crashed or was killed); not swept yet"
 _STEM = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _READ_ONLY = (duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN)
-_BASE_VIEWS = {  # table -> view of all its rows
-    "runs": "run_states", "frames": "frames", "prompt_switches": "prompt_switches",
-    "orchestrators": "orchestrator_snapshots", "baselines": "baselines_history",
-    "drift": "drift_history", "scores": "scores_history",
-}
-_DUCK_TYPES = {"str": "VARCHAR", "int": "BIGINT", "float": "DOUBLE", "bool": "BOOLEAN",
-               "datetime": "TIMESTAMPTZ", "date": "DATE"}
-
-
 class LakeError(HarnessError):
     """A lake operation was refused or failed: unknown table, wrong rows, a bad or writing query."""
 
@@ -63,17 +54,6 @@ class QueryResult:
     def dicts(self) -> list[dict[str, Any]]:
         """The rows as dicts keyed by column name."""
         return [dict(zip(self.columns, row)) for row in self.rows]
-
-
-@dataclass(frozen=True)
-class CatalogView:
-    """One catalog view: its SQL, the views it reads and its documentation (COMMENT ON ...)."""
-
-    name: str
-    sql: str
-    depends_on: tuple[str, ...] = ()
-    comment: str = ""
-    column_comments: tuple[tuple[str, str], ...] = ()
 
 
 @cache
@@ -178,130 +158,6 @@ class ChunkWriter:
         self.close()
 
 
-def _ident(name: str) -> str:
-    """A quoted SQL identifier."""
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _literal(text: str) -> str:
-    """A quoted SQL string literal."""
-    return "'" + text.replace("'", "''") + "'"
-
-
-def _duck_type(column: ColumnSpec) -> str:
-    """The DuckDB type of a column."""
-    scalar = _DUCK_TYPES[column.kind]
-    return f"{scalar}[]" if column.is_list else scalar
-
-
-def _column_comments(model: type[LakeRecord]) -> tuple[tuple[str, str], ...]:
-    """(column, description) pairs of a model, for COMMENT ON COLUMN."""
-    return tuple((c.name, c.description) for c in column_specs(model))
-
-
-def _base_view(name: str, model: type[LakeRecord], glob: str | None) -> CatalogView:
-    """All rows of one table, typed by its model, even before its first file lands."""
-    specs = column_specs(model)
-    typed_empty = "SELECT " + ", ".join(f"CAST(NULL AS {_duck_type(c)}) AS {_ident(c.name)}" for c in specs)
-    sql = f"{typed_empty} WHERE false"
-    if glob is not None:  # the typed empty select fixes every column's type, even one no file has yet
-        files = (f"SELECT * FROM read_parquet({_literal(glob)}, hive_partitioning = true, "
-                 "union_by_name = true, hive_types = {'date': DATE})")
-        columns = ", ".join(_ident(c.name) for c in specs)
-        sql = f"SELECT {columns} FROM (({typed_empty} WHERE false) UNION ALL BY NAME ({files}))"
-    doc = (model.__doc__ or "").strip().splitlines()[0]
-    return CatalogView(name, sql, (), f"All rows: {doc}", _column_comments(model))
-
-
-_OVERDUE = "(state = 'started' AND epoch(started_at) + hard_cap_s < epoch(now()))"
-_RUNS_OVERRIDES = {
-    "outcome": f"CASE WHEN {_OVERDUE} THEN 'aborted' ELSE outcome END",
-    "failure_category": f"CASE WHEN {_OVERDUE} THEN 'harness' ELSE failure_category END",
-    "failure_reason": f"CASE WHEN {_OVERDUE} THEN {_literal(OVERDUE_REASON)} ELSE failure_reason END",
-}
-_COVERAGE_COMMENTS = (
-    ("runs", "Runs started that day on the orchestrator (any outcome, running included)"),
-    ("runs_running", "Runs without a final row still within their hard cap"),
-    ("stream_s", "Seconds of monitored stream (first frame -> end), unavailable runs excluded"),
-    ("wall_s", "Seconds from start to end of the runs that ended"),
-    ("budget_s", "Test seconds allowed per orchestrator per day"),
-    ("budget_used_ratio", "stream_s / budget_s"),
-    ("scenarios_covered", "Distinct scenarios that reached a verdict (passed or failed)"),
-    ("scenarios", "Those scenarios, sorted"),
-)
-
-
-def _runs_view() -> CatalogView:
-    """The final row of each run; a started-only run past its hard cap reads as aborted."""
-    names = [c.name for c in column_specs(RunRecord)]
-    select = ", ".join(f"{_RUNS_OVERRIDES[n]} AS {_ident(n)}" if n in _RUNS_OVERRIDES else _ident(n) for n in names)
-    latest = ("SELECT * FROM run_states QUALIFY row_number() OVER (PARTITION BY run_id ORDER BY "
-              "state = 'final' DESC, swept_at IS NULL DESC, ended_at DESC NULLS LAST) = 1")
-    doc = "Each run's final row (its current row while running; outcome aborted once past its hard cap)"
-    return CatalogView("runs", f"SELECT {select} FROM ({latest})", ("run_states",), doc, _column_comments(RunRecord))
-
-
-def _coverage_view(budget_s: float) -> CatalogView:
-    """Orchestrator x UTC date: runs by outcome, stream and budget seconds, scenarios covered."""
-    if not budget_s > 0:
-        raise LakeError(f"budget_seconds must be positive, got {budget_s}")
-    budget = f"CAST({float(budget_s)!r} AS DOUBLE)"
-    counts = ", ".join(f"count(*) FILTER (WHERE outcome = '{o}') AS runs_{o}"
-                       for o in ("passed", "failed", "unavailable", "aborted"))
-    stream = "coalesce(sum(stream_s) FILTER (WHERE outcome IS DISTINCT FROM 'unavailable'), 0)"
-    verdict = "WHERE outcome IN ('passed', 'failed')"
-    sql = (f"SELECT orchestrator, date, count(*) AS runs, {counts}, "
-           "count(*) FILTER (WHERE outcome IS NULL) AS runs_running, "
-           f"{stream} AS stream_s, coalesce(sum(epoch(ended_at) - epoch(started_at)), 0) AS wall_s, "
-           f"{budget} AS budget_s, {stream} / {budget} AS budget_used_ratio, "
-           f"count(DISTINCT scenario) FILTER ({verdict}) AS scenarios_covered, "
-           f"coalesce(list(DISTINCT scenario ORDER BY scenario) FILTER ({verdict}), []) AS scenarios "
-           "FROM runs GROUP BY orchestrator, date")
-    return CatalogView("coverage_daily", sql, ("runs",), _coverage_view.__doc__ or "", _COVERAGE_COMMENTS)
-
-
-def _derived_views(budget_s: float) -> list[CatalogView]:
-    """The views over the base views: runs, orchestrators, coverage_daily, latest analytics."""
-    orchestrators = CatalogView(
-        "orchestrators",
-        "SELECT * FROM orchestrator_snapshots QUALIFY row_number() OVER "
-        "(PARTITION BY address ORDER BY snapshot_at DESC) = 1",
-        ("orchestrator_snapshots",), "Latest snapshot of each orchestrator", _column_comments(TABLES["orchestrators"]))
-    latest = [
-        CatalogView(table, f"SELECT * FROM {history} WHERE computed_at = (SELECT max(computed_at) FROM {history})",
-              (history,), f"The latest computation of {table}", _column_comments(TABLES[table]))
-        for table, history in (("baselines", "baselines_history"), ("drift", "drift_history"),
-                               ("scores", "scores_history"))
-    ]
-    return [_runs_view(), orchestrators, _coverage_view(budget_s), *latest]
-
-
-def _with_dependencies(views: Sequence[CatalogView], names: Sequence[str] | None) -> list[CatalogView]:
-    """The views named (all when None) and those they read, in creation order."""
-    if names is None:
-        return list(views)
-    by_name = {v.name: v for v in views}
-    wanted, todo = set(), [n for n in names if n in by_name]
-    while todo:
-        name = todo.pop()
-        if name not in wanted:
-            wanted.add(name)
-            todo.extend(by_name[name].depends_on)
-    return [v for v in views if v.name in wanted]
-
-
-def _create_views(con: duckdb.DuckDBPyConnection, views: Sequence[CatalogView], names: Sequence[str] | None,
-                  *, comments: bool) -> None:
-    """Create the views `names` need on `con`, with their documentation when `comments`."""
-    for view in _with_dependencies(views, names):
-        con.execute(f"CREATE OR REPLACE VIEW {_ident(view.name)} AS {view.sql}")
-        if not comments:
-            continue
-        con.execute(f"COMMENT ON VIEW {_ident(view.name)} IS {_literal(view.comment)}")
-        for column, text in view.column_comments:
-            con.execute(f"COMMENT ON COLUMN {_ident(view.name)}.{_ident(column)} IS {_literal(text)}")
-
-
 def _require_read_only(sql: str) -> None:
     """Refuse anything but exactly one SELECT or EXPLAIN statement."""
     try:
@@ -311,9 +167,6 @@ def _require_read_only(sql: str) -> None:
     if len(statements) != 1 or statements[0].type not in _READ_ONLY:
         kinds = ", ".join(s.type.name for s in statements) or "nothing"
         raise LakeError(f"lake queries are read-only: one SELECT statement expected, got {kinds}")
-
-
-VIEW_NAMES = (*_BASE_VIEWS.values(), "runs", "orchestrators", "coverage_daily", "baselines", "drift", "scores")
 
 
 class Lake:
@@ -447,8 +300,8 @@ class Lake:
 
     def views(self, *, budget_seconds: float = DEFAULT_BUDGET_S) -> list[CatalogView]:
         """Every catalog view in creation order (a view comes after the views it reads)."""
-        base = [_base_view(name, TABLES[table], self._glob(table)) for table, name in _BASE_VIEWS.items()]
-        return base + _derived_views(budget_seconds)
+        base = [base_view(name, TABLES[table], self._glob(table)) for table, name in BASE_VIEWS.items()]
+        return base + derived_views(budget_seconds)
 
     def _glob(self, table: str) -> str | None:
         """The Parquet glob of a table, or None while it has no file (DuckDB refuses empty globs)."""
@@ -468,7 +321,7 @@ class Lake:
             con = duckdb.connect(str(path) if path else ":memory:")
             try:
                 con.execute("SET TimeZone = 'UTC'")
-                _create_views(con, self.views(budget_seconds=budget_seconds), names, comments=comments)
+                create_views(con, self.views(budget_seconds=budget_seconds), names, comments=comments)
                 yield con
             finally:
                 con.close()
@@ -478,14 +331,14 @@ class Lake:
     @contextmanager
     def _cursor(self, budget_seconds: float) -> Iterator[duckdb.DuckDBPyConnection]:
         """A cursor on the shared in-memory DuckDB holding every view (rebuilt when a table got its first file)."""
-        key = (budget_seconds, tuple(self._glob(table) is not None for table in _BASE_VIEWS))
+        key = (budget_seconds, tuple(self._glob(table) is not None for table in BASE_VIEWS))
         try:
             with self._shared_lock:
                 if self._shared is None or self._shared[0] != key:
                     if self._shared is not None:
                         self._shared[1].close()
                     con = duckdb.connect(":memory:")
-                    _create_views(con, self.views(budget_seconds=budget_seconds), None, comments=False)
+                    create_views(con, self.views(budget_seconds=budget_seconds), None, comments=False)
                     self._shared = (key, con)
                 cursor = self._shared[1].cursor()
             try:

@@ -18,7 +18,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from analytics import lake as lake_module
-from analytics.lake import VIEW_NAMES, Lake, LakeError
+from analytics.catalog import BASE_VIEWS, VIEW_NAMES
+from analytics.lake import Lake, LakeError
 from analytics.records import (
     TABLES, FrameSample, LakeRecord, PromptSwitchRecord, RunRecord, column_specs, polars_schema,
 )
@@ -223,7 +224,7 @@ def test_schemas_round_trip_through_parquet_and_views(lake: Lake, table: str) ->
     frame = pl.read_parquet(path)
     assert dict(frame.schema) == polars_schema(model)
     assert [model.model_validate(row) for row in frame.to_dicts()] == rows
-    base_view = lake_module._BASE_VIEWS[table]
+    base_view = BASE_VIEWS[table]
     viewed = lake.query_frame(f"SELECT * FROM {base_view}")
     assert [model.model_validate(row) for row in viewed.to_dicts()] == rows
 
@@ -235,7 +236,7 @@ def test_schemas_round_trip_through_parquet_and_views(lake: Lake, table: str) ->
 def test_views_exist_and_answer_on_an_empty_lake(lake: Lake, view: str) -> None:
     result = lake.query(f"SELECT * FROM {view}")
     assert result.rows == []
-    model_of = {v: TABLES[t] for t, v in lake_module._BASE_VIEWS.items()} | {
+    model_of = {v: TABLES[t] for t, v in BASE_VIEWS.items()} | {
         name: TABLES[name] for name in ("runs", "orchestrators", "baselines", "drift", "scores")}
     if view in model_of:
         assert result.columns == tuple(c.name for c in column_specs(model_of[view]))
