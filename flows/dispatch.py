@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from prefect import flow, task
-from prefect.cache_policies import NO_CACHE
+from prefect import flow
 from prefect.concurrency.asyncio import concurrency
 
 from analytics.lake import Lake
@@ -14,12 +13,7 @@ from tasks.dispatching import DEFAULT_WINDOW_S, Orchestrator, dispatch_runs
 from tasks.instances import scope_instance
 from tasks.limits import ensure_limits, limit_names
 from tasks.planner import Assignment
-
-
-@task(name="sweep-orphans", cache_policy=NO_CACHE)
-def sweep(lake: Lake) -> list[str]:
-    """Turn runs that started but never finished into `aborted` before planning."""
-    return lake.sweep_orphans()
+from tasks.report import sweep_orphan_runs
 
 
 async def launch_assignment(
@@ -45,7 +39,7 @@ async def dispatch(config: str | None = None, max_runs: int | None = None, windo
     """Plan and launch runs for `window_s` seconds (or `max_runs` runs), wait for them, then analyze."""
     settings = load_settings(config)
     lake = Lake.from_env()
-    sweep(lake)
+    sweep_orphan_runs(lake)
 
     async def launch(assignment: Assignment, orchestrator: Orchestrator) -> dict:
         return await launch_assignment(assignment, orchestrator, settings=settings, lake=lake, config=config)

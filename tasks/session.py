@@ -51,7 +51,7 @@ class SessionRun(RunState):
             await self.client.stop_session()  # tolerates 404: nothing was running
             self.inputs = await ensure_uploaded(self.client, {self.scenario.input_kind}, self.inputs_dir)
         self.land_started()
-        return await self._phase(Phase.CONNECT, body())
+        return await self._phase(Phase.CONNECT, body(), name="prepare")
 
     async def connect(self) -> bool:
         """Connect Scope to the cloud (its pinned orchestrator) and wait until connected."""
@@ -207,10 +207,10 @@ class SessionRun(RunState):
             self.fail(PhaseTimeout("cleanup did not finish in time", category=Category.NETWORK, phase=Phase.CLEANUP))
             return False
 
-    async def _phase(self, phase: Phase, body: Awaitable[None]) -> bool:
-        """Run one phase body; record its failure instead of raising it."""
+    async def _phase(self, phase: Phase, body: Awaitable[None], *, name: str | None = None) -> bool:
+        """Run one phase body; record its failure (classified under `phase`) instead of raising it."""
         self.current_phase = phase
-        self.emit("phase", phase=phase.value)
+        self.emit("phase", phase=name or phase.value)
         try:
             await body
             return True
