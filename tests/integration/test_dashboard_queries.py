@@ -32,16 +32,14 @@ from analytics.lake import Lake
 from analytics.metrics import build_registry
 from analytics.records import RunRecord
 from flows.analyze import analyze_snapshot, land_analysis, read_snapshot
-from simulator.testing import running_simulator
 from tasks.publish import PushgatewayConfig, publish_metrics
-from tasks.run_state import RunTarget
 from tasks.scope_client import ScopeTimeouts
-from tasks.session import run_session
 from tests.conftest import DEMO_CONFIG
 from tests.dashboards.dashboard_model import (
     ALERT_RULES, ALL, PROMETHEUS_CONFIG, Target, interpolate, load_dashboard, targets, variables,
 )
 from tests.integration.pushgateway import LOOPBACK, free_port, running_pushgateway
+from tests.integration.sessions import run_on_simulator
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -109,10 +107,9 @@ async def real_runs(lake: Lake, settings) -> list[RunRecord]:
              ("no_capacity", None, ORCHESTRATORS[2]))
 
     async def one(profile, overrides, orchestrator):
-        with running_simulator(profile, overrides=overrides) as sim:
-            return await run_session(settings=settings, scenario=settings.scenario("longlive_t2v_15s"),
-                                     target=RunTarget(scope_url=sim.url, orchestrator=orchestrator),
-                                     lake=lake, duration_s=5.0, timeouts=FAST_TIMEOUTS)
+        record, _ = await run_on_simulator(settings, lake, profile=profile, overrides=overrides, duration_s=5.0,
+                                           orchestrator=orchestrator, timeouts=FAST_TIMEOUTS)
+        return record
 
     return list(await asyncio.gather(*(one(*case) for case in cases)))
 

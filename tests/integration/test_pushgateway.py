@@ -20,12 +20,10 @@ from analytics.lake import Lake
 from analytics.metrics import FAMILIES, PREFIX
 from analytics.records import RunRecord
 from flows.analyze import analyze_snapshot, land_analysis, read_snapshot
-from simulator.testing import running_simulator
 from tasks.publish import JOB, PushgatewayConfig, publish_metrics
-from tasks.run_state import RunTarget
-from tasks.session import run_session
 from tests.conftest import DEMO_CONFIG
 from tests.integration.pushgateway import running_pushgateway
+from tests.integration.sessions import run_on_simulator
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -189,10 +187,7 @@ async def test_an_ad_hoc_run_changes_nothing_until_the_next_analysis(tmp_path, g
     before_lines = our_group_lines(gateway)
     before = ours(gateway, "runs")
 
-    with running_simulator("healthy") as sim:
-        record = await run_session(settings=demo_settings, scenario=demo_settings.scenario("longlive_t2v_15s"),
-                                   target=RunTarget(scope_url=sim.url, orchestrator=ORCHESTRATORS[0]),
-                                   lake=lake, duration_s=3.0)
+    record, _ = await run_on_simulator(demo_settings, lake, duration_s=3.0, orchestrator=ORCHESTRATORS[0])
     assert record.outcome is not None
     assert our_group_lines(gateway) == before_lines  # run-scenario never pushes
 

@@ -11,9 +11,7 @@ import asyncio
 import pytest
 
 from analytics.lake import Lake
-from simulator.testing import running_simulator
-from tasks.run_state import RunTarget
-from tasks.session import run_session
+from tests.integration.sessions import run_on_simulator
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -35,15 +33,8 @@ IDS = [f"{profile}-{scenario}-seed{seed}" for profile, scenario, seed in CASES]
 
 
 async def _measure(profile: str, scenario: str, seed: int, settings, lake: Lake):
-    with running_simulator(profile, seed=seed) as sim:
-        record = await run_session(
-            settings=settings,
-            scenario=settings.scenario(scenario),
-            target=RunTarget(scope_url=sim.url, orchestrator=ORCHESTRATOR),
-            lake=lake,
-            duration_s=DURATION_S,
-        )
-        return record, sim.truth()
+    return await run_on_simulator(settings, lake, profile=profile, seed=seed, scenario=scenario,
+                                  duration_s=DURATION_S, orchestrator=ORCHESTRATOR)
 
 
 @pytest.fixture(scope="module")

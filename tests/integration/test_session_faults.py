@@ -6,10 +6,8 @@ import asyncio
 
 import pytest
 
-from simulator.testing import running_simulator
-from tasks.run_state import RunTarget
 from tasks.scope_client import ScopeTimeouts
-from tasks.session import run_session
+from tests.integration.sessions import run_on_simulator
 from tests.conftest import with_thresholds
 
 pytestmark = pytest.mark.integration
@@ -48,17 +46,9 @@ def fault_settings(demo_settings):
     return with_thresholds(demo_settings, connect_timeout_s=3.0, stall_timeout_s=4.0, cleanup_timeout_s=5.0)
 
 
-async def _run(profile, overrides, settings, lake, scenario="longlive_t2v_15s", duration_s=12.0):
-    with running_simulator(profile, overrides=overrides) as sim:
-        record = await run_session(
-            settings=settings,
-            scenario=settings.scenario(scenario),
-            target=RunTarget(scope_url=sim.url, orchestrator="0x" + "ab" * 20),
-            lake=lake,
-            duration_s=duration_s,
-            timeouts=FAST_TIMEOUTS,
-        )
-        return record, sim.truth()
+async def _run(profile, overrides, settings, lake):
+    return await run_on_simulator(settings, lake, profile=profile, overrides=overrides, duration_s=12.0,
+                                  timeouts=FAST_TIMEOUTS)
 
 
 @pytest.fixture(scope="module")
