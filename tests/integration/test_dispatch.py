@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -15,37 +11,19 @@ import pytest
 import yaml
 
 from analytics.lake import Lake
-from tasks.instances import free_loopback_port
 from tests.conftest import DEMO_CONFIG, ROOT, TEST_API_KEY
+from tests.integration.fleet_process import fleet_process
 
 pytestmark = pytest.mark.integration
 FLEET_PROFILES = ["healthy", "healthy", "healthy", "black"]
-START_TIMEOUT_S = 30.0
 
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory):
     """`python -m simulator fleet` as a real process: 3 instances, 4 orchestrators (the 4th shows black frames)."""
-    folder = tmp_path_factory.mktemp("fleet")
-    fleet_file = folder / "fleet.json"
-    base_port = free_loopback_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "simulator", "fleet", "--instances", "3", "--orchestrators", "4",
-         "--base-port", str(base_port), "--profiles", ",".join(FLEET_PROFILES), "--fleet-file", str(fleet_file),
-         "--set", "fault_after_s=1.0"],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while not fleet_file.exists() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        description = json.loads(fleet_file.read_text())
-        for instance in description["instances"]:
-            httpx.get(f"{instance['url']}/health", timeout=5).raise_for_status()
-        yield fleet_file, description
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=15)
+    with fleet_process(tmp_path_factory.mktemp("fleet"), instances=3, orchestrators=4, profiles=FLEET_PROFILES,
+                       settings=["fault_after_s=1.0"]) as running:
+        yield running
 
 
 def _config(folder: Path, *, instances: list[dict], orchestrators: list[dict]) -> str:
