@@ -30,7 +30,7 @@ import polars as pl
 
 from analytics.catalog import BASE_VIEWS, CatalogView, base_view, create_views, derived_views
 from analytics.records import TABLES, LakeRecord, RunRecord, as_utc, polars_schema
-from tasks.errors import HarnessError
+from errors import HarnessError
 
 DATA_DIR_ENV = "LOADTEST_DATA_DIR"
 DEFAULT_DATA_DIR = "data"

@@ -34,7 +34,7 @@ from collections.abc import Callable
 import numpy as np
 from PIL import Image, ImageFilter
 
-from tasks.frames import FrameThresholds, FrameVerdict, analyze_frame, classify_frame, frame_difference
+from tasks.session.frames import FrameThresholds, FrameVerdict, analyze_frame, classify_frame, frame_difference
 
 SIZE = (512, 512)
 QUALITY = 85

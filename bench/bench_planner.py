@@ -23,7 +23,7 @@ import polars as pl
 
 from analytics.coverage import RUNS_SCHEMA, budget_seconds, coverage_table
 from config.settings import Budget, load_settings
-from tasks.planner import InstanceSlot, plan
+from tasks.fleet.planner import InstanceSlot, plan
 
 GOAL_S = 1.0
 NOW = datetime(2026, 3, 9, 14, 0, tzinfo=timezone.utc)

@@ -22,7 +22,7 @@ from config.scenarios import (
     graph_sink_id,
     scenario_name,
 )
-from tasks.errors import ConfigError
+from errors import ConfigError
 
 if TYPE_CHECKING:
     from config.settings import PipelineConfig, ScenarioSpec, Settings

@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from tasks.errors import ConfigError
+from errors import ConfigError
 
 ROOT_KEY = "(root)"
 NODE_TYPES = frozenset({"source", "pipeline", "sink", "record", "node"})

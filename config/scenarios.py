@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tasks.errors import ConfigError
+from errors import ConfigError
 
 Mode = Literal["t2v", "v2v", "i2v"]
 InputKind = Literal["none", "video", "image"]

@@ -24,7 +24,7 @@ from config.expansion import check_settings, expand_settings
 from config.loading import close_matches, load_graph_templates, load_prompt_pools, read_mapping
 from config.loading import translate_validation_error
 from config.scenarios import Mode, Scenario
-from tasks.errors import ConfigError
+from errors import ConfigError
 
 CONFIG_ENV_VAR = "LOADTEST_CONFIG"
 DEFAULT_CONFIG_NAME = "default.yaml"

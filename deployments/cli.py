@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from tasks.errors import ConfigError, HarnessError
+from errors import ConfigError, HarnessError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 # Modules that add subcommands: each has `add_parsers(subparsers) -> {name: handler}`; handlers
@@ -85,7 +85,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from config.settings import load_settings
     from deployments.progress_line import ProgressLine
     from flows.run_scenario import run_scenario
-    from tasks.progress import listen
+    from tasks.session.progress import listen
 
     load_settings(args.config).scenario(args.scenario)  # a bad config or name fails before Prefect starts
     if not os.environ.get("PREFECT_API_URL"):

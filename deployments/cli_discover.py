@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from tasks.discovery import DiscoveryResult
+    from tasks.fleet.discovery import DiscoveryResult
 
 Handler = Callable[[argparse.Namespace], int]
 NO_SOURCES = ("no discovery source configured: set gateway_urls, registered_orchestrators_urls, "
@@ -36,8 +36,8 @@ def cmd_discover(args: argparse.Namespace) -> int:
     from analytics.lake import Lake
     from config.settings import load_settings
     from deployments.cli import EXIT_FAILED, EXIT_OK
-    from tasks.discovery import discover_orchestrators, has_sources, land_discovery
-    from tasks.errors import ConfigError
+    from tasks.fleet.discovery import discover_orchestrators, has_sources, land_discovery
+    from errors import ConfigError
 
     settings = load_settings(args.config)
     if not has_sources(settings.discovery):
@@ -63,7 +63,7 @@ def _as_json(result: DiscoveryResult, landed: Path | None) -> str:
 
 def _as_text(result: DiscoveryResult, landed: Path | None) -> str:
     from deployments.tables import format_table
-    from tasks.discovery import ORCHESTRATOR_COLUMNS, SOURCE_COLUMNS, orchestrator_rows, source_rows
+    from tasks.fleet.discovery import ORCHESTRATOR_COLUMNS, SOURCE_COLUMNS, orchestrator_rows, source_rows
 
     counts = result.counts()
     by_source = ", ".join(f"{source} {n}" for source, n in counts["by_source"].items()) or "none"

@@ -35,7 +35,7 @@ def coverage_frame(config: str | None, day=None):
     from analytics.coverage import coverage_table
     from analytics.lake import Lake
     from config.settings import load_settings
-    from tasks.dispatching import known_orchestrators
+    from tasks.fleet.dispatching import known_orchestrators
 
     settings = load_settings(config)
     lake = Lake.from_env()
@@ -105,8 +105,8 @@ def cmd_schedule(args: argparse.Namespace) -> int:
     """Rediscover when due, dispatch a round, pause, repeat; Ctrl-C stops after cleaning up."""
     from flows.discover import discover
     from flows.dispatch import dispatch
-    from tasks.progress import listen
-    from tasks.schedule import discovery_due
+    from tasks.session.progress import listen
+    from tasks.fleet.schedule import discovery_due
 
     rounds = 0
     with listen(ScheduleView()):

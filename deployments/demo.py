@@ -115,7 +115,7 @@ def main() -> int:
     data_dir = _environment()
     from analytics.lake import Lake
     from simulator.testing import running_fleet
-    from tasks.progress import listen
+    from tasks.session.progress import listen
 
     print(f"scope-loadtest demo: fleet → discover → dispatch ({DISPATCH_WINDOW_S:.0f} s) → analyze → metrics")
     print(f"lake: {data_dir}")

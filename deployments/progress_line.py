@@ -6,7 +6,7 @@ import sys
 import time
 from typing import TextIO
 
-from tasks.progress import ProgressEvent
+from tasks.session.progress import ProgressEvent
 
 PLAIN_EVERY_S = 10.0
 

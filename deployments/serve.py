@@ -30,7 +30,7 @@ from flows.analyze import analyze
 from flows.discover import discover
 from flows.dispatch import dispatch
 from flows.run_scenario import run_scenario
-from tasks.errors import HarnessError
+from errors import HarnessError
 
 DISPATCH_INTERVAL = timedelta(minutes=5)
 # Each dispatch run plans for one interval, then waits for its runs; a run that outlasts the

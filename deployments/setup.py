@@ -21,8 +21,8 @@ from prefect.workers.process import ProcessWorker
 
 from analytics.lake import Lake
 from config.settings import Settings
-from tasks.errors import HarnessError
-from tasks.limits import limit_names
+from errors import HarnessError
+from tasks.fleet.limits import limit_names
 
 WORK_POOL_NAME = "scope-loadtest"
 WORK_POOL_TYPE = "process"

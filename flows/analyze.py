@@ -21,7 +21,7 @@ from analytics.lake import Lake
 from analytics.metrics import Analysis, analyze_runs, build_registry, known_orchestrators
 from analytics.scores import score_records
 from config.settings import Settings, load_settings
-from tasks.publish import PublishResult, create_analysis_artifacts, publish_metrics_task
+from tasks.publish.pushgateway import PublishResult, create_analysis_artifacts, publish_metrics_task
 
 ANALYZE_INTERVAL_S = 3600  # the hourly schedule; dispatch also triggers it after each batch
 ANALYZE_TIMEOUT_S = 15 * 60

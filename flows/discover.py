@@ -1,7 +1,7 @@
 """`discover`: read every orchestrator source, land one snapshot per orchestrator, show a table.
 
 Scheduled every `discovery.refresh_interval_hours` (REFRESH by default); the thin task
-wrappers live here so that `tasks/discovery.py`, and the `loadtest discover` command built
+wrappers live here so that `tasks/fleet/discovery.py`, and the `loadtest discover` command built
 on it, never import Prefect.
 """
 
@@ -15,7 +15,7 @@ from prefect.cache_policies import NO_CACHE
 
 from analytics.lake import Lake
 from config.settings import Discovery, Settings, load_settings
-from tasks.discovery import (
+from tasks.fleet.discovery import (
     DiscoveryError, DiscoveryResult, discover_orchestrators, discovery_markdown, land_discovery,
 )
 

@@ -9,11 +9,11 @@ from analytics.lake import Lake
 from config.settings import Settings, load_settings
 from flows.analyze import analyze
 from flows.run_scenario import run_scenario
-from tasks.dispatching import DEFAULT_WINDOW_S, Orchestrator, dispatch_runs
-from tasks.instances import scope_instance
-from tasks.limits import ensure_limits, limit_names
-from tasks.planner import Assignment
-from tasks.report import sweep_orphan_runs
+from tasks.fleet.dispatching import DEFAULT_WINDOW_S, Orchestrator, dispatch_runs
+from tasks.fleet.instances import scope_instance
+from tasks.fleet.limits import ensure_limits, limit_names
+from tasks.fleet.planner import Assignment
+from tasks.session.report import sweep_orphan_runs
 
 
 async def launch_assignment(

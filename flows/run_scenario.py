@@ -6,8 +6,8 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
-from tasks.report import publish_run_artifact, resolve_run_inputs, sweep_orphan_runs
-from tasks.session import SessionRun, drive_session, open_session_run
+from tasks.session.report import publish_run_artifact, resolve_run_inputs, sweep_orphan_runs
+from tasks.session.lifecycle import SessionRun, drive_session, open_session_run
 
 # The backstop for any run; each run also enforces its own scenario's hard cap inside.
 MAX_RUN_TIMEOUT_S = 3 * 3600

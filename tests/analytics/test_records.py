@@ -14,7 +14,7 @@ import pytest
 
 import analytics.records as records
 from analytics.records import TABLES, FrameSample, PromptSwitchRecord, RunRecord, column_specs, polars_schema
-from tasks.errors import Category, Phase
+from errors import Category, Phase
 
 UTC = dt.timezone.utc
 

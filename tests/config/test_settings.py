@@ -22,7 +22,7 @@ from config.settings import (
     format_config_error,
     load_settings,
 )
-from tasks.errors import ConfigError
+from errors import ConfigError
 
 CONFIG_DIR = default_config_path().parent
 DEFAULT_YAML = CONFIG_DIR / "default.yaml"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from tasks.instances import free_loopback_port
+from tasks.fleet.instances import free_loopback_port
 from tests.conftest import ROOT
 
 START_TIMEOUT_S = 30.0

@@ -6,9 +6,9 @@ from analytics.lake import Lake
 from analytics.records import RunRecord
 from config.settings import Settings
 from simulator.testing import running_simulator
-from tasks.run_state import RunTarget
-from tasks.scope_client import DEFAULT_TIMEOUTS, ScopeTimeouts
-from tasks.session import run_session
+from tasks.session.run_state import RunTarget
+from tasks.scope.client import DEFAULT_TIMEOUTS, ScopeTimeouts
+from tasks.session.lifecycle import run_session
 
 DEFAULT_ORCHESTRATOR = "0x" + "ab" * 20
 

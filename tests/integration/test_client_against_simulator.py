@@ -16,7 +16,7 @@ from PIL import Image, UnidentifiedImageError
 from pydantic import SecretStr
 
 from simulator.testing import running_simulator
-from tasks.errors import (
+from errors import (
     Category,
     CloudCredentialsMissing,
     NoCapacity,
@@ -28,8 +28,8 @@ from tasks.errors import (
     ScopeUnreachable,
     mentions_no_capacity,
 )
-from tasks.scope_client import ScopeClient, ScopeTimeouts
-from tasks.scope_models import CloudStatus, Prompt, SessionMetrics, failure_line
+from tasks.scope.client import ScopeClient, ScopeTimeouts
+from tasks.scope.models import CloudStatus, Prompt, SessionMetrics, failure_line
 
 pytestmark = pytest.mark.integration
 

@@ -32,8 +32,8 @@ from analytics.lake import Lake
 from analytics.metrics import build_registry
 from analytics.records import RunRecord
 from flows.analyze import analyze_snapshot, land_analysis, read_snapshot
-from tasks.publish import PushgatewayConfig, publish_metrics
-from tasks.scope_client import ScopeTimeouts
+from tasks.publish.pushgateway import PushgatewayConfig, publish_metrics
+from tasks.scope.client import ScopeTimeouts
 from tests.conftest import DEMO_CONFIG
 from tests.dashboards.dashboard_model import (
     ALERT_RULES, ALL, PROMETHEUS_CONFIG, Target, interpolate, load_dashboard, targets, variables,

@@ -16,8 +16,8 @@ from analytics.lake import DATA_DIR_ENV, Lake
 from config.settings import load_settings
 from deployments.cli import main
 from simulator.testing import FleetHandle, running_fleet
-from tasks.discovery import discover_orchestrators, land_discovery
-from tasks.errors import Category
+from tasks.fleet.discovery import discover_orchestrators, land_discovery
+from errors import Category
 
 pytestmark = pytest.mark.integration
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"

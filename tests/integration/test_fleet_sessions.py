@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from tasks.inputs import ensure_uploaded
-from tasks.scope_client import ScopeClient
+from tasks.session.inputs import ensure_uploaded
+from tasks.scope.client import ScopeClient
 from tests.integration.fleet_process import fleet_process
 
 pytestmark = pytest.mark.integration

@@ -1,7 +1,7 @@
 """A real harness process SIGKILLed mid-stream: the lake stays readable, the run is swept to aborted,
 and the next run on the same instance stops the orphaned session instead of leaking it.
 
-The simulator runs in the test process; the harness (tasks.session.run_session) runs in a child.
+The simulator runs in the test process; the harness (tasks.session.lifecycle.run_session) runs in a child.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import pytest
 
 from analytics.lake import Lake
 from simulator.testing import running_simulator
-from tasks.run_state import RunTarget
-from tasks.session import run_session
+from tasks.session.run_state import RunTarget
+from tasks.session.lifecycle import run_session
 from tests.conftest import DEMO_CONFIG, TEST_API_KEY
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -35,8 +35,8 @@ HARNESS_SCRIPT = """
 import asyncio, sys
 from analytics.lake import Lake
 from config.settings import load_settings
-from tasks.run_state import RunTarget
-from tasks.session import run_session
+from tasks.session.run_state import RunTarget
+from tasks.session.lifecycle import run_session
 
 config, scope_url, data_dir, scenario, orchestrator, duration_s = sys.argv[1:7]
 settings = load_settings(config)

@@ -10,8 +10,8 @@ import pytest
 
 from config.settings import load_settings
 from simulator.testing import running_simulator
-from tasks.inputs import build_session_request, ensure_local_input, ensure_uploaded, pipelines_to_load
-from tasks.scope_client import ScopeClient
+from tasks.session.inputs import build_session_request, ensure_local_input, ensure_uploaded, pipelines_to_load
+from tasks.scope.client import ScopeClient
 
 pytestmark = pytest.mark.integration
 

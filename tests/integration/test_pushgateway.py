@@ -20,7 +20,7 @@ from analytics.lake import Lake
 from analytics.metrics import FAMILIES, PREFIX
 from analytics.records import RunRecord
 from flows.analyze import analyze_snapshot, land_analysis, read_snapshot
-from tasks.publish import JOB, PushgatewayConfig, publish_metrics
+from tasks.publish.pushgateway import JOB, PushgatewayConfig, publish_metrics
 from tests.conftest import DEMO_CONFIG
 from tests.integration.pushgateway import running_pushgateway
 from tests.integration.sessions import run_on_simulator

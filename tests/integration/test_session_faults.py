@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from tasks.scope_client import ScopeTimeouts
+from tasks.scope.client import ScopeTimeouts
 from tests.integration.sessions import run_on_simulator
 from tests.conftest import with_thresholds
 

@@ -13,8 +13,8 @@ import pytest
 
 from analytics.lake import Lake
 from simulator.testing import running_fleet
-from tasks.run_state import RunTarget
-from tasks.session import run_session
+from tasks.session.run_state import RunTarget
+from tasks.session.lifecycle import run_session
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 

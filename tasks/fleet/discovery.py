@@ -33,7 +33,7 @@ from pydantic import ValidationError
 from analytics.lake import Lake
 from analytics.records import OrchestratorSnapshot, as_utc
 from config.settings import Discovery, StaticOrchestrator
-from tasks.errors import Category, HarnessError
+from errors import Category, HarnessError
 
 SourceKind = Literal["gateway", "registered", "json_url", "static"]
 SOURCE_ORDER: tuple[SourceKind, ...] = ("gateway", "registered", "json_url", "static")  # merge priority

@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image
 
 from config.scenarios import INPUT_PLACEHOLDER, Scenario, graph_needs_input
-from tasks.errors import Category, Phase, PhaseFailed
+from errors import Category, Phase, PhaseFailed
 
 DATA_DIR_ENV = "LOADTEST_DATA_DIR"
 DEFAULT_DATA_DIR = "data"

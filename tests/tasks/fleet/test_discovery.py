@@ -15,12 +15,12 @@ import pytest
 from analytics.lake import Lake
 from analytics.records import OrchestratorSnapshot
 from config.settings import Discovery, StaticOrchestrator
-from tasks.discovery import (
+from tasks.fleet.discovery import (
     DiscoveryError, Excluded, MalformedEntry, discover_orchestrators, discovery_markdown, endpoint_url,
     entries_of, land_discovery, merge_snapshots, parse_gateway_entry, parse_listed_entry,
     parse_registered_entry, redact_url,
 )
-from tasks.errors import Category
+from errors import Category
 
 AT = datetime(2025, 3, 4, 5, 6, 7, tzinfo=timezone.utc)
 CAP = "live-video-to-video"
@@ -328,7 +328,7 @@ def failing_answers() -> dict[str, Any]:
 def test_a_failing_source_is_logged_and_the_others_still_count(caplog: pytest.LogCaptureFixture) -> None:
     failing = ["/refused", "/status", "/html", "/declared-big", "/streamed-big", "/slow"]
     urls = [f"http://user:{SECRET}@gw.test{path}?token={SECRET}" for path in failing] + [f"{GW}/ok"]
-    with caplog.at_level(logging.WARNING, logger="tasks.discovery"):
+    with caplog.at_level(logging.WARNING, logger="tasks.fleet.discovery"):
         config = discovery(json_list_urls=urls, timeout_s=0.2)
         result = run(config, routes(failing_answers()), max_response_bytes=4096)
     assert [s.address for s in result.snapshots] == ["0xOK"]

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-from tasks.monitor import STALE, MonitorLimits, StreamMonitor, Tick
-from tasks.scope_models import GpuStats, HeadlessStats, SessionMetrics
+from tasks.session.monitor import STALE, MonitorLimits, StreamMonitor, Tick
+from tasks.scope.models import GpuStats, HeadlessStats, SessionMetrics
 
 SIZE = 256
 TICK_S = 0.5

@@ -31,7 +31,7 @@ import pytest
 from analytics.coverage import RUNS_SCHEMA
 from config.scenarios import Scenario
 from config.settings import Budget
-from tasks.planner import NEW_ORCHESTRATOR_WINDOW, Assignment, InstanceSlot, plan
+from tasks.fleet.planner import NEW_ORCHESTRATOR_WINDOW, Assignment, InstanceSlot, plan
 
 UTC = timezone.utc
 START = datetime(2026, 3, 2, tzinfo=UTC)

@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry, Gauge
 from analytics.drift import compute_drift
 from analytics.metrics import exposition_text
 from analytics.scores import INSUFFICIENT_EVIDENCE, compute_scores
-from tasks.publish import (
+from tasks.publish.pushgateway import (
     JOB, METRICS_FILE_NAME, PublishResult, PushgatewayConfig, drift_report, harness_id, publish_metrics,
     publish_metrics_task, scores_table_rows,
 )
@@ -115,7 +115,7 @@ def test_a_failing_push_is_retried_with_back_off(tmp_path):
 
 def test_giving_up_is_logged_and_returned_never_raised(tmp_path, caplog):
     script, sleeps = Script([500]), Sleeps()
-    with caplog.at_level(logging.WARNING, logger="tasks.publish"), stub_gateway(script) as url:
+    with caplog.at_level(logging.WARNING, logger="tasks.publish.pushgateway"), stub_gateway(script) as url:
         result = publish_metrics(registry(), config(url, backoff_s=(1.0, 2.0, 4.0)), tmp_path / "m.prom",
                                  sleep=sleeps)
     assert (result.ok, result.attempts, len(script.requests)) == (False, 4, 4)

@@ -1,9 +1,9 @@
 """The monitoring loop's state: each sampling tick becomes a frame row; the end becomes the stream checks.
 
-The monitor holds no I/O. `tasks/session.py` feeds it what it read from Scope and asks it two
+The monitor holds no I/O. `tasks/session/lifecycle.py` feeds it what it read from Scope and asks it two
 questions: "should the stream stop now?" (a failure that cannot heal: the session vanished, a
 stall, a black or frozen run past its limit) and, at the end, "what are the checks?".
-The verdict itself comes from `tasks/checks.py` over the whole series, so an early stop and a
+The verdict itself comes from `tasks/session/checks.py` over the whole series, so an early stop and a
 full-length run are judged by the same code.
 """
 
@@ -12,10 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from tasks import checks
-from tasks.checks import CheckResult
-from tasks.frames import FrameStats, FrameThresholds, FrameVerdict, analyze_frame, classify_frame, frame_difference
-from tasks.scope_models import SessionMetrics
+from tasks.session import checks
+from tasks.session.checks import CheckResult
+from tasks.session.frames import FrameStats, FrameThresholds, FrameVerdict, analyze_frame, classify_frame, frame_difference
+from tasks.scope.models import SessionMetrics
 
 STALE = "stale"  # frames_out did not advance and the frame did not change: the stall's business, not a freeze
 

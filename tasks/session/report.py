@@ -12,7 +12,7 @@ from analytics.lake import Lake
 from analytics.records import RunRecord
 from config.scenarios import Scenario
 from config.settings import Settings, load_settings
-from tasks.run_state import RunTarget
+from tasks.session.run_state import RunTarget
 
 SUMMARY_FIGURES = (
     "connect_s", "load_s", "first_frame_s", "stream_s", "fps_steady", "fps_p50", "fps_p05",

@@ -1,6 +1,6 @@
 """What one run knows while it runs, and how it becomes rows in the lake.
 
-`SessionRun` (tasks/session.py) adds the phases; this module holds the figures they
+`SessionRun` (tasks/session/lifecycle.py) adds the phases; this module holds the figures they
 measure, lands the `started` row, every sampled frame (in chunks, during the run), the
 prompt switches and the final row, and keeps evidence beside a failed run.
 """
@@ -19,12 +19,12 @@ from analytics.lake import Lake
 from analytics.records import FrameSample, PromptSwitchRecord, RunRecord
 from config.settings import Settings
 from config.scenarios import Scenario
-from tasks.errors import Category, HarnessError, Phase, PhaseFailed
-from tasks.inputs import InputPaths
-from tasks.progress import ProgressEvent, emit
-from tasks.monitor import MonitorLimits, ObservedFrame, StreamMonitor, StreamResult
-from tasks.scope_client import ScopeClient
-from tasks.verdict import Verdict, decide
+from errors import Category, HarnessError, Phase, PhaseFailed
+from tasks.session.inputs import InputPaths
+from tasks.session.progress import ProgressEvent, emit
+from tasks.session.monitor import MonitorLimits, ObservedFrame, StreamMonitor, StreamResult
+from tasks.scope.client import ScopeClient
+from tasks.session.verdict import Verdict, decide
 
 HARNESS_VERSION = "0.1.0"
 MIN_SWITCH_LEAD_S = 3.0  # frames before a switch that measure the session's own noise

@@ -8,8 +8,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from tasks.checks import CheckResult
-from tasks.errors import Category, HarnessError, NoCapacity, Phase
+from tasks.session.checks import CheckResult
+from errors import Category, HarnessError, NoCapacity, Phase
 
 # The check a phase failure stands for when the error does not name one itself.
 PHASE_CHECK = {

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tasks.checks import (
+from tasks.session.checks import (
     NOT_ENOUGH,
     CheckName,
     check_any_frames,
@@ -21,7 +21,7 @@ from tasks.checks import (
     evaluate_prompt_switch,
     steady_fps,
 )
-from tasks.frames import FrameVerdict, analyze_frame, frame_difference
+from tasks.session.frames import FrameVerdict, analyze_frame, frame_difference
 
 TICK_S = 0.5
 

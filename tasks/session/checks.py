@@ -22,7 +22,7 @@ from enum import StrEnum
 
 import numpy as np
 
-from tasks.frames import FrameVerdict
+from tasks.session.frames import FrameVerdict
 
 NOT_ENOUGH = "not enough samples"
 # Timestamps are floats: a run exactly at its limit is not "longer than" it.

@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 
 from config.settings import ScopeInstanceConfig
-from tasks.errors import Category, PhaseFailed
+from errors import Category, PhaseFailed
 
 _log = logging.getLogger(__name__)
 HEALTH_POLL_S = 0.2

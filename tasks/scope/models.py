@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-from tasks.errors import (
+from errors import (
     Category,
     CloudCredentialsMissing,
     NoCapacity,

@@ -9,8 +9,8 @@ import re
 import pytest
 
 from analytics.lake import Lake
-from tasks.run_state import MIN_SWITCH_LEAD_S, RunState, RunTarget, new_run_id, prompt_switch_times
-from tasks.scope_client import ScopeClient
+from tasks.session.run_state import MIN_SWITCH_LEAD_S, RunState, RunTarget, new_run_id, prompt_switch_times
+from tasks.scope.client import ScopeClient
 from tests.conftest import with_thresholds
 
 DURATIONS_S = (2.0, 4.0, 8.0, 12.0, 13.0, 15.0, 20.0, 45.0, 60.0, 300.0, 900.0)

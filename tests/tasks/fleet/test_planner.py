@@ -11,7 +11,7 @@ import pytest
 from analytics.coverage import RUNS_SCHEMA, budget_seconds
 from config.scenarios import Scenario
 from config.settings import Budget
-from tasks.planner import NEW_ORCHESTRATOR_WINDOW, PACE_LEAD_SHARE, InstanceSlot, plan, window_elapsed_fraction
+from tasks.fleet.planner import NEW_ORCHESTRATOR_WINDOW, PACE_LEAD_SHARE, InstanceSlot, plan, window_elapsed_fraction
 
 UTC = timezone.utc
 MIDNIGHT = datetime(2026, 3, 2, tzinfo=UTC)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile, ImageFilter
 
-from tasks.frames import (
+from tasks.session.frames import (
     FULL_SCALE_DIFF_FACTOR,
     FrameStats,
     FrameThresholds,

@@ -26,12 +26,12 @@ from analytics.records import RunRecord
 from config.scenarios import Scenario
 from config.settings import Settings
 
-from tasks.errors import Category, HarnessError, NoCapacity, Phase, PhaseFailed, PhaseTimeout
-from tasks.inputs import build_session_request, ensure_uploaded, pipelines_to_load
-from tasks.monitor import StreamMonitor, Tick
-from tasks.errors import mentions_no_capacity
-from tasks.run_state import RunState, RunTarget
-from tasks.scope_client import DEFAULT_TIMEOUTS, ScopeClient, ScopeTimeouts
+from errors import Category, HarnessError, NoCapacity, Phase, PhaseFailed, PhaseTimeout
+from tasks.session.inputs import build_session_request, ensure_uploaded, pipelines_to_load
+from tasks.session.monitor import StreamMonitor, Tick
+from errors import mentions_no_capacity
+from tasks.session.run_state import RunState, RunTarget
+from tasks.scope.client import DEFAULT_TIMEOUTS, ScopeClient, ScopeTimeouts
 
 T = TypeVar("T")
 PhaseCall = Callable[[str, Callable[[], Awaitable[T]]], Awaitable[T]]

@@ -17,7 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from tasks.errors import (
+from errors import (
     BadResponse,
     Category,
     CloudCredentialsMissing,
@@ -31,8 +31,8 @@ from tasks.errors import (
     ScopeTimeout,
     ScopeUnreachable,
 )
-from tasks.scope_client import ResponseLimits, ScopeClient, ScopeTimeouts
-from tasks.scope_models import (
+from tasks.scope.client import ResponseLimits, ScopeClient, ScopeTimeouts
+from tasks.scope.models import (
     CloudStatus,
     PipelineStatus,
     Prompt,

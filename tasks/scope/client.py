@@ -25,7 +25,7 @@ GET  /api/v1/session/output.ts         ``read_output_ts()``
 
 Every call has a deadline and a cap on the size of its answer, read while streaming.
 httpx exceptions are translated in one place (``ScopeClient._exchange``) into the
-harness's tree (tasks/errors.py); unexpected statuses by ``error_for_status``.
+harness's tree (errors/); unexpected statuses by ``error_for_status``.
 """
 
 from __future__ import annotations
@@ -41,11 +41,11 @@ from urllib.parse import urlsplit
 import httpx
 from pydantic import BaseModel, SecretStr, ValidationError
 
-from tasks.errors import (
+from errors import (
     BadResponse, Category, ConfigError, Phase, PhaseFailed, PhaseTimeout, ResponseTooLarge,
     ScopeError, ScopeTimeout, ScopeUnreachable,
 )
-from tasks.scope_models import (
+from tasks.scope.models import (
     DEFAULT_LIMITS, DEFAULT_TIMEOUTS, Asset, AssetList, CloudStatus, GpuStats, HardwareInfo,
     HeadlessStats, Health, LogTail, PipelineSchema, PipelineSchemas, PipelineState,
     PipelineStatus, Prompt, ResponseLimits, ScopeTimeouts, SessionMetrics, SessionParameters,

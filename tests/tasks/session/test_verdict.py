@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tasks.checks import CheckResult
-from tasks.errors import Category, NoCapacity, Phase, PhaseFailed, PhaseTimeout, ScopeTimeout
-from tasks.verdict import PHASE_CHECK, Verdict, decide
+from tasks.session.checks import CheckResult
+from errors import Category, NoCapacity, Phase, PhaseFailed, PhaseTimeout, ScopeTimeout
+from tasks.session.verdict import PHASE_CHECK, Verdict, decide
 
 
 def passed(name: str) -> CheckResult:

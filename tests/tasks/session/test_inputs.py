@@ -1,4 +1,4 @@
-"""tasks/inputs.py: deterministic local inputs, upload-once logic, and session requests per mode."""
+"""tasks/session/inputs.py: deterministic local inputs, upload-once logic, and session requests per mode."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from PIL import Image
 
 from config.scenarios import INPUT_PLACEHOLDER
 from config.settings import Settings, load_settings
-from tasks.errors import Category, PhaseFailed
-from tasks.inputs import (
+from errors import Category, PhaseFailed
+from tasks.session.inputs import (
     CLIP_FPS,
     CLIP_SECONDS,
     INPUT_HEIGHT,
@@ -62,7 +62,7 @@ def test_clip_decodes_to_the_requested_size_and_length(clip_bytes: bytes) -> Non
 
 
 def test_clip_falls_back_to_mpeg4_without_libx264(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("tasks.inputs.PREFERRED_CODEC", "no-such-encoder")
+    monkeypatch.setattr("tasks.session.inputs.PREFERRED_CODEC", "no-such-encoder")
     data = generate_clip(duration_s=1.0)
     with av.open(io.BytesIO(data)) as container:
         assert container.streams.video[0].codec_context.name == "mpeg4"
