@@ -24,7 +24,9 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 RunState = Literal["started", "final"]
 Outcome = Literal["passed", "failed", "unavailable", "aborted"]
 FailureCategory = Literal["network", "orchestrator", "runner", "protocol", "validation", "harness"]
-FailurePhase = Literal["connect", "load", "start", "stream", "cleanup"]
+FailurePhase = Literal["prepare", "connect", "load", "start", "stream", "cleanup"]
+MediaDriverName = Literal["webrtc", "headless"]
+MediaPathName = Literal["relay", "local", "headless"]
 Mode = Literal["t2v", "v2v", "i2v"]
 InputKind = Literal["none", "video", "image"]
 # stale: frames_out did not advance and the frame did not change (a stall, judged by the stall check)
@@ -137,6 +139,43 @@ class RunRecord(LakeRecord):
     width: int | None = Field(default=None, description="Requested output width, pixels")
     height: int | None = Field(default=None, description="Requested output height, pixels")
     artifacts_path: str | None = Field(default=None, description="Directory with log tail and evidence frames")
+    media_driver: MediaDriverName | None = Field(default=None, description="How the harness drove the media: "
+                                                 "webrtc (it is the browser) or headless (REST session)")
+    media_path: MediaPathName | None = Field(default=None, description="Where the media went, from evidence: relay "
+                                             "(through the orchestrator), local (Scope's own box) or headless; "
+                                             "only relay runs say anything about an orchestrator's streaming")
+    checks_skipped: tuple[str, ...] = Field(default=(), description='Checks that could not run, each '
+                                            '"name: reason" (neither passed nor failed)')
+    expected_fps: float | None = Field(default=None, description="Output fps the pipeline should reach (config)")
+    fps_received: float | None = Field(default=None, description="Frames received / stream seconds after the "
+                                       "warm-up, at the harness (webrtc)")
+    fps_received_p50: float | None = Field(default=None, description="Median received fps over 1 s windows")
+    fps_received_p05: float | None = Field(default=None, description="5th percentile received fps over 1 s windows")
+    frames_received: int | None = Field(default=None, description="Output frames received and decoded (webrtc)")
+    freeze_count: int | None = Field(default=None, description="Freezes by the W3C rule: an inter-frame gap > "
+                                     "max(3 x mean of the last 30 gaps, mean + 150 ms)")
+    freeze_total_s: float | None = Field(default=None, description="Total seconds of those freezes")
+    frame_interval_p50_ms: float | None = Field(default=None, description="Median inter-frame arrival gap, ms")
+    frame_interval_p95_ms: float | None = Field(default=None, description="95th percentile inter-frame gap, ms")
+    frame_interval_max_ms: float | None = Field(default=None, description="Longest inter-frame arrival gap, ms")
+    packets_received: int | None = Field(default=None, description="RTP packets received (peer connection stats)")
+    packets_lost: int | None = Field(default=None, description="RTP packets lost (peer connection stats)")
+    jitter_ms: float | None = Field(default=None, description="Receive jitter, ms (peer connection stats)")
+    nack_count: int | None = Field(default=None, description="NACKs sent by the harness")
+    pli_count: int | None = Field(default=None, description="PLIs sent by the harness")
+    bitrate_kbps: float | None = Field(default=None, description="Received video bitrate, kbit/s")
+    rtt_ms: float | None = Field(default=None, description="Round-trip time, ms, where the peer reports it")
+    codec: str | None = Field(default=None, description="Negotiated video codec, e.g. VP8")
+    prompt_switches_evaluated: int | None = Field(default=None, description="Switches whose response could be "
+                                                  "judged (the rest say why in prompt_switches.reason)")
+    prompt_latency_p50_s: float | None = Field(default=None, description="Median switch -> output responded, s")
+    tick_errors: int | None = Field(default=None, description="Sampling ticks that failed and were retried")
+    tick_lag_p95_ms: float | None = Field(default=None, description="95th percentile of how late the harness "
+                                          "ran its sampling ticks, ms (its own load, not Scope's)")
+    ticks_missed: int | None = Field(default=None, description="Sampling ticks skipped because the harness "
+                                     "ran more than one interval late")
+    interrupted_by: str | None = Field(default=None, description="What stopped the run early: SIGTERM, SIGINT, "
+                                       "cancellation, hard cap (aborted runs)")
     date: dt.date = _date_field("started_at")
 
     @model_validator(mode="after")
@@ -197,6 +236,9 @@ class PromptSwitchRecord(LakeRecord):
                                         "pre-switch frame, normalised 0-1")
     responded: bool = Field(description="response_diff exceeded prompt_margin x noise_p95 in time")
     prompt_latency_s: float | None = Field(default=None, description="Switch request -> output responded, seconds")
+    evaluated: bool = Field(default=True, description="The response could be judged (enough noise before, "
+                            "the whole window seen); responded is meaningful only when true")
+    reason: str | None = Field(default=None, description="Why the switch was not judged, or why it failed")
     date: dt.date = Field(description="UTC date of `switched_at` (else of the run's start); the Hive partition "
                           "`date=YYYY-MM-DD`")
 

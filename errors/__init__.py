@@ -15,7 +15,9 @@ never guessed later from its Python type::
      │    ├── CloudCredentialsMissing  cloud connect's "400" inside a 500 -> harness
      │    └── BadResponse            body not of the contract's shape   -> protocol
      ├── PhaseTimeout                a lifecycle phase exceeded its limit
-     └── PhaseFailed                 a phase failed for a stated reason (load error, no frame, ...)
+     ├── PhaseFailed                 a phase failed for a stated reason (load error, no frame, ...)
+     ├── PreflightError              the scenario asks what the pipelines cannot do -> harness (config)
+     └── LakeWriteError              the run's own rows could not land             -> harness
 
 This module is a leaf: standard library only.
 """
@@ -39,6 +41,7 @@ class Category(StrEnum):
 class Phase(StrEnum):
     """The lifecycle phase a failure happened in."""
 
+    PREPARE = "prepare"  # the Scope instance and the harness get ready; the orchestrator takes no part
     CONNECT = "connect"
     LOAD = "load"
     START = "start"
@@ -155,6 +158,14 @@ class PhaseTimeout(HarnessError):
 
 class PhaseFailed(HarnessError):
     """A lifecycle phase failed for a reason stated in the message."""
+
+
+class PreflightError(HarnessError):
+    """The scenario asks for what the instance's pipelines cannot do (unknown id, mode): a config error."""
+
+
+class LakeWriteError(HarnessError):
+    """The run's own records could not land: a harness failure, never a pass."""
 
 
 CAPACITY_MARKERS = ("orchestratorbusy", "orchestratorcapped", "insufficient capacity")
