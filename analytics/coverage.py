@@ -7,9 +7,12 @@ harness, or a second harness process landing into the same lake, sees the same a
 Counting rules (quality.md):
 - the budget is `daily_percent` % of 86,400 seconds of monitored stream per UTC day;
 - a run belongs to the UTC day it started on; `unavailable` runs use no budget;
-- the failure streak counts trailing `failed` verdicts of the day; `unavailable` and
-  `aborted` runs (not the orchestrator's fault) neither extend nor break it, and the new
-  UTC day starts a new streak, which is what lifts a blacklist;
+- which outcomes are the orchestrator's is decided by analytics/attribution.py alone: the
+  failure streak counts the day's trailing failures held against the orchestrator after its
+  last passed run; every other run (`unavailable`, `aborted`, a failure in `prepare` or of the
+  harness, a stream failure of a local session) neither extends nor breaks it, and the new UTC
+  day starts a new streak, which is what lifts a blacklist;
+- a scenario is covered by a run that is a verdict on the orchestrator's streaming;
 - cool-down and back-off look at every run, not only the day's: a run that ended a minute
   before midnight still cools its orchestrator down after it.
 """
@@ -21,11 +24,11 @@ from datetime import date, datetime, timedelta
 
 import polars as pl
 
+from analytics.attribution import AGAINST, ATTRIBUTION_COLUMNS, VERDICT, with_attribution
 from analytics.records import as_utc
 from config.settings import Budget
 
 SECONDS_PER_DAY = 86_400.0
-VERDICTS = ("passed", "failed")
 OUTCOMES = ("passed", "failed", "unavailable", "aborted")
 # The columns of the lake's `runs` view this module reads; any other column is ignored.
 RUNS_SCHEMA: dict[str, pl.DataType] = {
@@ -37,6 +40,9 @@ RUNS_SCHEMA: dict[str, pl.DataType] = {
     "stream_s": pl.Float64(),
     "planned_duration_s": pl.Float64(),
 }
+# Read when present (null when absent): what the attribution rule needs.
+OPTIONAL_SCHEMA: dict[str, pl.DataType] = {name: pl.String() for name in ATTRIBUTION_COLUMNS}
+_SCHEMA = {**RUNS_SCHEMA, **OPTIONAL_SCHEMA}
 _UTC_TYPE = pl.Datetime("us", "UTC")
 # The columns of coverage_table, in order (docs/interfaces: one row per orchestrator and UTC day).
 COVERAGE_COLUMNS = (
@@ -57,12 +63,14 @@ def budget_seconds(budget: Budget) -> float:
 
 
 def normalised_runs(runs: pl.DataFrame) -> pl.DataFrame:
-    """The columns of RUNS_SCHEMA, typed as there, timestamps in UTC; rows without an orchestrator dropped."""
+    """RUNS_SCHEMA and OPTIONAL_SCHEMA columns, typed, timestamps in UTC, addresses lowercase; no orchestrator-less rows."""
     missing = [name for name in RUNS_SCHEMA if name not in runs.columns]
     if missing:
         raise ValueError(f"runs frame lacks columns {missing}")
-    if dict(runs.schema) != RUNS_SCHEMA:  # already normalised frames pass through untouched
-        runs = runs.select([_typed(name, runs.schema[name]) for name in RUNS_SCHEMA])
+    if dict(runs.schema) != _SCHEMA:  # already normalised frames pass through untouched
+        runs = runs.select([_typed(name, runs.schema[name]) if name in runs.columns
+                            else pl.lit(None, dtype).alias(name) for name, dtype in _SCHEMA.items()])
+        runs = runs.with_columns(pl.col("orchestrator").str.to_lowercase())  # one orchestrator, one key
     return runs.filter(pl.col("orchestrator").is_not_null()) if runs["orchestrator"].null_count() else runs
 
 
@@ -72,7 +80,7 @@ def _typed(name: str, dtype: pl.DataType) -> pl.Expr:
     if isinstance(dtype, pl.Datetime):
         in_utc = column.dt.replace_time_zone("UTC") if dtype.time_zone is None else column.dt.convert_time_zone("UTC")
         return in_utc.cast(_UTC_TYPE)
-    return column.cast(RUNS_SCHEMA[name])
+    return column.cast(_SCHEMA[name])
 
 
 def coverage_table(runs: pl.DataFrame, *, orchestrators: Sequence[str], scenarios: Sequence[str],
@@ -92,12 +100,13 @@ def coverage_table(runs: pl.DataFrame, *, orchestrators: Sequence[str], scenario
 def _day_stats(runs: pl.DataFrame, day: date, scenarios: Sequence[str]) -> pl.DataFrame:
     """Counts, stream seconds, coverage and the failure streak of the runs started on ``day``."""
     outcome = pl.col("outcome")
-    verdict = outcome.is_in(VERDICTS)
+    verdict = pl.col(VERDICT).is_not_null()
     # Rows stay in start order inside each group, so the reversed cumulative sum below counts
-    # the verdicts after the last pass: the trailing failure streak.
-    streak = ((outcome.filter(verdict) == "passed").cum_sum(reverse=True) == 0).sum()
+    # the orchestrator's failures after its last pass: the trailing failure streak.
+    counted = (outcome == "passed") | pl.col(AGAINST)
+    streak = ((outcome.filter(counted) == "passed").cum_sum(reverse=True) == 0).sum()
     return (
-        runs.filter(pl.col("started_at").dt.date() == day)
+        with_attribution(runs.filter(pl.col("started_at").dt.date() == day))
         .sort("started_at")
         .group_by("orchestrator")
         .agg(

@@ -8,6 +8,7 @@ from typing import Any
 import polars as pl
 import pytest
 
+from analytics.attribution import ATTRIBUTION_COLUMNS
 from analytics.coverage import COVERAGE_COLUMNS, RUNS_SCHEMA, budget_seconds, coverage_table
 from analytics.lake import Lake
 from analytics.records import RunRecord
@@ -18,19 +19,26 @@ DAY = date(2026, 3, 2)
 MIDNIGHT = datetime(2026, 3, 2, tzinfo=UTC)
 BUDGET = Budget(daily_percent=10, min_run_gap_mins=5, unavailable_backoff_mins=30, blacklist_after_failures=5)
 SCENARIOS = ("s1", "s2", "s3", "s4")
+SCHEMA = {**RUNS_SCHEMA, **{name: pl.String() for name in ATTRIBUTION_COLUMNS}}
 
 
 def run(orchestrator: str, at: datetime, outcome: str | None = "passed", *, scenario: str = "s1",
-        stream_s: float | None = 100.0, wall_s: float = 200.0, planned_s: float = 100.0) -> dict[str, Any]:
-    """One row of the runs view; a run without outcome is still running (no end yet)."""
+        stream_s: float | None = 100.0, wall_s: float = 200.0, planned_s: float = 100.0,
+        failure: tuple[str, str] = ("runner", "stream"), media_path: str | None = "relay") -> dict[str, Any]:
+    """One row of the runs view; a run without outcome is still running (no end yet).
+
+    A failed run fails with ``failure`` (category, phase): by default one the orchestrator took part in.
+    """
     ended = at + timedelta(seconds=wall_s) if outcome is not None else None
+    category, phase = failure if outcome == "failed" else (None, None)
     return dict(orchestrator=orchestrator, scenario=scenario, outcome=outcome, started_at=at, ended_at=ended,
-                stream_s=stream_s if outcome is not None else None, planned_duration_s=planned_s)
+                stream_s=stream_s if outcome is not None else None, planned_duration_s=planned_s,
+                failure_category=category, failure_phase=phase, media_path=media_path)
 
 
 def frame(*rows: dict[str, Any]) -> pl.DataFrame:
     """The rows as a runs frame."""
-    return pl.DataFrame(list(rows), schema=RUNS_SCHEMA)
+    return pl.DataFrame(list(rows), schema=SCHEMA)
 
 
 def table(runs: pl.DataFrame, *, orchestrators: tuple[str, ...] = ("0xa",), now: datetime = MIDNIGHT
@@ -86,6 +94,45 @@ def test_unavailable_and_aborted_runs_neither_extend_nor_break_a_failure_streak(
     outcomes = ["failed", "unavailable", "failed", "aborted", "failed", "passed", "failed", "unavailable", "failed"]
     runs = frame(*[run("0xa", at(1 + i), outcome) for i, outcome in enumerate(outcomes)])
     assert table(runs)["0xa"]["consecutive_failures"] == 2  # the two failures after the pass
+
+
+DEAD_LOCAL_SCOPE = ("network", "prepare")  # GET /health: ConnectError, before the orchestrator was asked anything
+
+
+@pytest.mark.parametrize("failure", [DEAD_LOCAL_SCOPE, ("harness", "stream"), ("harness", "connect"),
+                                     ("network", None)])
+def test_failures_the_orchestrator_took_no_part_in_neither_blacklist_nor_cover(failure) -> None:
+    runs = frame(*[run("0xa", at(1 + i), "failed", scenario=f"s{1 + i % 4}", failure=failure) for i in range(5)])
+    row = table(runs)["0xa"]
+    assert (row["consecutive_failures"], row["blacklisted"], row["status"]) == (0, False, "active")
+    assert row["scenarios_covered"] == 0 and row["failed"] == 5  # still counted as runs that failed
+
+
+def test_they_neither_extend_nor_break_a_streak_of_the_orchestrators_failures() -> None:
+    theirs = [run("0xa", at(1 + i), "failed") for i in range(3)]
+    ours = [run("0xa", at(5 + i), "failed", failure=DEAD_LOCAL_SCOPE) for i in range(3)]
+    row = table(frame(*theirs, *ours, run("0xa", at(9), "failed")))["0xa"]
+    assert (row["consecutive_failures"], row["blacklisted"]) == (4, False)
+
+
+@pytest.mark.parametrize("media_path", ["local", "headless"])
+def test_a_local_session_counts_for_connect_and_load_only_and_covers_nothing(media_path: str) -> None:
+    proxied = [run("0xa", at(1 + i), "failed", scenario="s1", media_path=media_path,
+                   failure=("orchestrator", "connect") if i % 2 else ("runner", "load")) for i in range(5)]
+    row = table(frame(*proxied))["0xa"]
+    assert (row["consecutive_failures"], row["blacklisted"], row["scenarios_covered"]) == (5, True, 0)
+    streamed = [run("0xa", at(1 + i), "failed", scenario="s2", media_path=media_path,
+                    failure=("validation", "stream")) for i in range(5)]
+    passed = run("0xa", at(7), scenario="s3", media_path=media_path)
+    row = table(frame(*streamed, passed))["0xa"]
+    assert (row["consecutive_failures"], row["blacklisted"], row["scenarios_covered"]) == (0, False, 0)
+    assert row["coverage_ratio"] == 0.0
+
+
+def test_a_passed_local_session_ends_a_streak_of_connect_failures() -> None:
+    fails = [run("0xa", at(1 + i), "failed", failure=("orchestrator", "connect")) for i in range(4)]
+    runs = frame(*fails, run("0xa", at(6), media_path="headless"), run("0xa", at(7), "failed"))
+    assert table(runs)["0xa"]["consecutive_failures"] == 1
 
 
 def test_a_blacklist_is_lifted_the_next_utc_day() -> None:
@@ -156,7 +203,8 @@ def test_agrees_with_the_lakes_coverage_daily_view(lake: Lake) -> None:
             ("0xb", "s1", "aborted", None), ("0xb", "s2", "passed", 300.0)]
     for n, (orchestrator, scenario, outcome, stream_s) in enumerate(rows):
         started = at(8 + n)
-        lake.land_run(RunRecord(run_id=f"r{n}", state="final", scenario=scenario, pipeline="p", mode="t2v",
+        failure = dict(failure_category="validation", failure_phase="stream") if outcome == "failed" else {}
+        lake.land_run(RunRecord(**failure,run_id=f"r{n}", state="final", scenario=scenario, pipeline="p", mode="t2v",
                                 duration_class="5m", planned_duration_s=300.0, hard_cap_s=900.0,
                                 scope_instance="scope-0", harness_version="0", started_at=started,
                                 ended_at=started + timedelta(seconds=400), outcome=outcome,

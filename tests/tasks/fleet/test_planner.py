@@ -8,7 +8,7 @@ from typing import Any
 import polars as pl
 import pytest
 
-from analytics.coverage import RUNS_SCHEMA, budget_seconds
+from analytics.coverage import OPTIONAL_SCHEMA, RUNS_SCHEMA, budget_seconds
 from config.scenarios import Scenario
 from config.settings import Budget
 from tasks.fleet.planner import NEW_ORCHESTRATOR_WINDOW, PACE_LEAD_SHARE, InstanceSlot, plan, window_elapsed_fraction
@@ -20,6 +20,7 @@ BUDGET = Budget(daily_percent=20, min_run_gap_mins=5, max_run_duration_mins=30, 
                 blacklist_after_failures=5)
 BUDGET_S = budget_seconds(BUDGET)
 LONG_AGO = MIDNIGHT - timedelta(days=30)
+SCHEMA = {**RUNS_SCHEMA, **OPTIONAL_SCHEMA}
 
 
 def make_scenario(name: str, duration_s: float) -> Scenario:
@@ -35,15 +36,17 @@ MATRIX = [make_scenario("short_1m", 60.0), make_scenario("mid_5m", 300.0), make_
 
 def run(orchestrator: str, at: datetime, outcome: str | None = "passed", *, scenario: str = "short_1m",
         stream_s: float | None = 60.0, wall_s: float = 120.0) -> dict[str, Any]:
-    """One row of the runs view; outcome None is a run still in flight."""
+    """One row of the runs view; outcome None is a run still in flight; a failure is the orchestrator's."""
     return dict(orchestrator=orchestrator, scenario=scenario, outcome=outcome, started_at=at,
                 ended_at=at + timedelta(seconds=wall_s) if outcome else None,
-                stream_s=stream_s if outcome else None, planned_duration_s=60.0)
+                stream_s=stream_s if outcome else None, planned_duration_s=60.0,
+                failure_category="runner" if outcome == "failed" else None,
+                failure_phase="stream" if outcome == "failed" else None)
 
 
 def frame(*rows: dict[str, Any]) -> pl.DataFrame:
     """The rows as a runs frame."""
-    return pl.DataFrame(list(rows), schema=RUNS_SCHEMA)
+    return pl.DataFrame(list(rows), schema=SCHEMA)
 
 
 def managed(count: int) -> list[InstanceSlot]:

@@ -50,6 +50,7 @@ UNAVAILABLE_WALL_S = 8.0  # an orchestrator without capacity refuses quickly
 MATRIX_MINUTES = {"longlive_t2v": (1, 5, 15), "longlive_v2v": (1, 5, 15), "longlive_i2v": (1, 5, 15),
                   "ltx2_t2v": (1, 5), "ltx2_i2v": (1, 5), "longlive_rife_v2v": (5, 15), "vda_rife_v2v": (5,)}
 NEW_AT = START + timedelta(hours=13, minutes=20)
+FAILURE_COLUMNS = ("failure_category", "failure_phase")
 TIMESTAMPS = ("started_at", "ended_at")  # held as epoch microseconds: frames build much faster from ints
 
 
@@ -99,7 +100,8 @@ class FleetSimulation:
 
     behaviours: dict[str, Behaviour]
     instances: list[InstanceSlot]
-    columns: dict[str, list] = field(default_factory=lambda: {n: [] for n in (*RUNS_SCHEMA, "scope_instance")})
+    columns: dict[str, list] = field(default_factory=lambda: {n: [] for n in (*RUNS_SCHEMA, *FAILURE_COLUMNS,
+                                                                                "scope_instance")})
     ends: list[tuple[datetime, int]] = field(default_factory=list)  # heap of (end, row index)
     finals: dict[int, dict] = field(default_factory=dict)  # row index -> its final fields
     busy_instances: set[str] = field(default_factory=set)
@@ -141,7 +143,7 @@ class FleetSimulation:
             index = len(self.columns["orchestrator"])
             row = dict(orchestrator=assignment.orchestrator, scenario=assignment.scenario, outcome=None,
                        started_at=now, ended_at=None, stream_s=None, planned_duration_s=assignment.duration_s,
-                       scope_instance=assignment.instance)
+                       failure_category=None, failure_phase=None, scope_instance=assignment.instance)
             for name, value in row.items():
                 self.columns[name].append(micros(value) if name in TIMESTAMPS else value)
             final = self.outcome(assignment, now, random.Random(index))
@@ -159,7 +161,8 @@ class FleetSimulation:
         if behaviour.kind == "failing":  # half die at load, half a third into the stream
             stream_s = None if rng.random() < 0.5 else assignment.duration_s / 3
             return dict(outcome="failed", stream_s=stream_s, ended_at=now + timedelta(seconds=overhead_s
-                                                                                      + (stream_s or 0.0)))
+                                                                                      + (stream_s or 0.0)),
+                        failure_category="runner", failure_phase="load" if stream_s is None else "stream")
         wall_s = overhead_s + assignment.duration_s
         return dict(outcome="passed", stream_s=assignment.duration_s, ended_at=now + timedelta(seconds=wall_s))
 
