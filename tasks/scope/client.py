@@ -37,6 +37,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
+from urllib.parse import quote
 
 import httpx
 from pydantic import BaseModel, SecretStr, ValidationError
@@ -51,6 +52,7 @@ from tasks.scope.models import (
     PipelineStatus, Prompt, ResponseLimits, ScopeTimeouts, SessionMetrics, SessionParameters,
     SessionStarted, detail_of, error_for_status, failure_line, load_failure, redact,
 )
+from tasks.scope.models import WebRTCAnswer, offer_error
 
 __all__ = [
     "DEFAULT_LIMITS", "DEFAULT_TIMEOUTS", "Asset", "CloudStatus", "GpuStats", "HardwareInfo",
@@ -436,3 +438,32 @@ class ScopeClient:
         if since_offset is not None:
             params["since_offset"] = since_offset
         return await self._call_model(LogTail, "GET", "/api/v1/logs/tail", params=params)
+
+    # -- WebRTC session -----------------------------------------------------------------
+
+    async def webrtc_offer(self, body: dict[str, Any]) -> WebRTCAnswer:
+        """POST /api/v1/webrtc/offer: the answer and `session_id`; 400 "Pipeline not loaded" is runner."""
+        reply = await self._exchange(
+            "POST", "/api/v1/webrtc/offer", budget_s=self.timeouts.read_s,
+            cap=self.limits.json_bytes, json=body,
+        )
+        if not 200 <= reply.status < 300:
+            detail = redact(detail_of(reply.body), self._secrets)
+            raise offer_error(reply.route, reply.status, detail)
+        try:
+            data = json.loads(reply.body)
+        except ValueError:
+            raise BadResponse("answer is not JSON", route=reply.route, status=reply.status) from None
+        return _parse(WebRTCAnswer, data, reply)
+
+    async def webrtc_delete(self, session_id: str) -> bool:
+        """DELETE /api/v1/webrtc/offer/{id}: True when ended (204, also on repeat), False on 404."""
+        reply = await self._exchange(
+            "DELETE", f"/api/v1/webrtc/offer/{quote(session_id, safe='')}",
+            budget_s=self.timeouts.read_s, cap=self.limits.json_bytes,
+        )
+        if reply.status == 404 and detail_of(reply.body) != ROUTE_NOT_FOUND:
+            return False
+        if not 200 <= reply.status < 300:
+            raise self._status_error(reply)
+        return True

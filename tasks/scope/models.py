@@ -292,3 +292,22 @@ def load_failure(state: str, seen_loading: bool, waited_s: float, grace_s: float
     if state == PipelineState.NOT_LOADED and waited_s > grace_s:
         return f"status still not_loaded after {waited_s:.1f} s, never loading"
     return None
+
+
+class WebRTCAnswer(ScopeModel):
+    """`POST /api/v1/webrtc/offer`: the SDP answer and the id that names the session."""
+
+    sdp: str
+    type: str
+    session_id: str = Field(alias="sessionId", min_length=1)
+
+
+PIPELINE_NOT_LOADED = "pipeline not loaded"
+
+
+def offer_error(route: str, status: int, detail: str | None) -> ScopeError:
+    """The exception for a refused offer: 400 "Pipeline not loaded" is the runner's, not ours."""
+    error = error_for_status(route, status, detail)
+    if status == 400 and PIPELINE_NOT_LOADED in (detail or "").lower():
+        error.category = Category.RUNNER
+    return error
