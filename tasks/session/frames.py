@@ -20,6 +20,10 @@ two verdicts that sit on per-pixel thresholds are made exact where they could di
   pays one full-scale luma decode per frame (each frame's plane is kept on its FrameStats
   for the next comparison).
 
+Received (WebRTC) frames are already decoded: ``analyze_picture`` measures their luma plane
+the same way (1/4-scale block means; black fraction at full scale for black candidates) and
+keeps the plane, so near-frozen differences are full-scale without any decode.
+
 Pillow exceptions are caught in exactly one place (``_decode_or_error``), so
 ``analyze_frame`` never raises: undecodable bytes give ``ok=False`` and a one-line error.
 """
@@ -91,10 +95,19 @@ class FrameStats:
     black_at_full_scale: bool = False
     # The JPEG itself, kept (not copied) for byte-equality and full-scale re-measurement.
     jpeg: bytes = field(default=b"", repr=False, compare=False)
+    # A received picture's full-scale luma plane (analyze_picture): there is no JPEG to decode again.
+    plane: bytes | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def has_full_scale(self) -> bool:
+        """True when the full-scale luma can be had (from the JPEG or the kept plane)."""
+        return bool(self.jpeg) or self.plane is not None
 
     @cached_property
     def full_luma(self) -> bytes | None:
         """Full-scale luma plane, decoded on first use and kept (near-frozen comparisons only)."""
+        if self.plane is not None:
+            return self.plane
         decoded = _decode_or_error(self.jpeg, full_scale=True) if self.ok else "not decodable"
         return None if isinstance(decoded, str) else decoded[0].tobytes()
 
@@ -139,6 +152,34 @@ def analyze_frame(jpeg: bytes, *, thresholds: FrameThresholds = DEFAULT_FRAME_TH
     )
 
 
+def analyze_picture(luma: np.ndarray, *, thresholds: FrameThresholds = DEFAULT_FRAME_THRESHOLDS) -> FrameStats:
+    """The JPEG path's statistics for an already decoded full-range luma plane (H x W uint8)."""
+    started = time.perf_counter()
+    height, width = luma.shape
+    full = Image.fromarray(np.ascontiguousarray(luma, dtype=np.uint8), mode="L")
+    # Block means, as the JPEG path's fallback when libjpeg declines to draft.
+    thumb = full.reduce(THUMB_DIVISOR) if width >= THUMB_DIVISOR and height >= THUMB_DIVISOR else full
+    stats = _histogram_stats(thumb.histogram(), thresholds.black_luma_max)
+    black_fraction, at_full_scale = stats.black_fraction, False
+    if stats.mean <= _black_candidate_mean(thresholds):
+        black_fraction = _histogram_stats(full.histogram(), thresholds.black_luma_max).black_fraction
+        at_full_scale = True
+    return FrameStats(
+        ok=True,
+        width=width,
+        height=height,
+        luma_mean=stats.mean,
+        luma_std=stats.std,
+        black_fraction=black_fraction,
+        decode_ms=(time.perf_counter() - started) * 1000.0,
+        error=None,
+        thumb=thumb.tobytes(),
+        thumb_size=thumb.size,
+        black_at_full_scale=at_full_scale,
+        plane=full.tobytes(),
+    )
+
+
 def frame_difference(
     a: FrameStats, b: FrameStats, *, thresholds: FrameThresholds = DEFAULT_FRAME_THRESHOLDS
 ) -> float | None:
@@ -152,7 +193,7 @@ def frame_difference(
     if a.jpeg and a.jpeg == b.jpeg:
         return 0.0
     thumb_diff = _mean_abs_difference(a.thumb, b.thumb)
-    if thumb_diff > thresholds.frozen_diff_max * FULL_SCALE_DIFF_FACTOR or not (a.jpeg and b.jpeg):
+    if thumb_diff > thresholds.frozen_diff_max * FULL_SCALE_DIFF_FACTOR or not (a.has_full_scale and b.has_full_scale):
         return thumb_diff
     full_a, full_b = a.full_luma, b.full_luma
     if full_a is None or full_b is None or len(full_a) != len(full_b):

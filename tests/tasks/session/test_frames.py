@@ -15,6 +15,7 @@ from tasks.session.frames import (
     FrameThresholds,
     FrameVerdict,
     analyze_frame,
+    analyze_picture,
     classify_frame,
     frame_difference,
 )
@@ -328,3 +329,74 @@ def test_thresholds_are_honoured() -> None:
     loose = FrameThresholds(black_fraction_min=0.85, frozen_diff_max=0.01)
     assert classify_frame(stats, expected_size=SIZE, diff_prev=None, thresholds=loose) == FrameVerdict.BLACK
     assert classify_frame(_stats(), expected_size=SIZE, diff_prev=0.005, thresholds=loose) == FrameVerdict.FROZEN
+
+
+# --- received pictures: the same verdicts as the JPEG of the same picture -------------------
+
+
+def picture_of(jpeg: bytes) -> np.ndarray:
+    """The full-scale luma plane a receiver would hold for this frame."""
+    return full_luma(jpeg).astype(np.uint8)
+
+
+def verdicts_of(before: bytes, after: bytes) -> tuple[FrameVerdict, FrameVerdict]:
+    """(JPEG path verdict, picture path verdict) of `after` following `before`."""
+    jpeg_before, jpeg_after = analyze_frame(before), analyze_frame(after)
+    pic_before, pic_after = analyze_picture(picture_of(before)), analyze_picture(picture_of(after))
+    return (
+        classify_frame(jpeg_after, expected_size=SIZE, diff_prev=frame_difference(jpeg_before, jpeg_after)),
+        classify_frame(pic_after, expected_size=SIZE, diff_prev=frame_difference(pic_before, pic_after)),
+    )
+
+
+@pytest.mark.parametrize("layout", ["block", "scattered"])
+def test_picture_black_verdicts_equal_the_jpeg_path_around_the_fraction_threshold(layout: str) -> None:
+    rng = np.random.default_rng(21)
+    seen = set()
+    for dark_fraction in (0.95, 0.975, 0.979, 0.981, 0.985, 0.999):
+        jpeg = encode(_dark_with_bright(rng, dark_fraction, layout))
+        jpeg_verdict, picture_verdict = verdicts_of(encode(smooth_gray(rng)), jpeg)
+        assert jpeg_verdict == picture_verdict, (layout, dark_fraction)
+        seen.add(picture_verdict)
+    assert seen == {FrameVerdict.BLACK, FrameVerdict.VALID}
+
+
+def test_picture_black_verdicts_equal_the_jpeg_path_around_the_luma_threshold() -> None:
+    rng = np.random.default_rng(22)
+    seen = set()
+    for level in (21, 24, 26, 29):
+        for noise_sd in (0.0, 4.0):
+            jpeg = encode(level + rng.normal(0, noise_sd, SIZE))
+            jpeg_verdict, picture_verdict = verdicts_of(encode(smooth_gray(rng)), jpeg)
+            assert jpeg_verdict == picture_verdict, (level, noise_sd)
+            seen.add(picture_verdict)
+    assert seen == {FrameVerdict.BLACK, FrameVerdict.VALID}
+
+
+@pytest.mark.parametrize(
+    "kind,strengths", [("patch", (0, 180, 220, 260, 400)), ("grain", (0.0, 0.05, 0.1, 0.4))]
+)
+def test_picture_frozen_verdicts_equal_the_jpeg_path_around_the_difference_threshold(kind, strengths) -> None:
+    rng = np.random.default_rng(23)
+    base = smooth_gray(rng)
+    before = encode(base)
+    seen = set()
+    for strength in strengths:
+        jpeg_verdict, picture_verdict = verdicts_of(before, encode(_changed(rng, base, kind, strength)))
+        assert jpeg_verdict == picture_verdict, (kind, strength)
+        seen.add(picture_verdict)
+    assert seen == {FrameVerdict.FROZEN, FrameVerdict.VALID}
+
+
+def test_picture_statistics_match_the_jpeg_path() -> None:
+    jpeg = encode(smooth_gray(np.random.default_rng(24)))
+    from_jpeg, from_picture = analyze_frame(jpeg), analyze_picture(picture_of(jpeg))
+    assert (from_picture.width, from_picture.height, from_picture.thumb_size) == (512, 512, (128, 128))
+    assert from_picture.luma_mean == pytest.approx(from_jpeg.luma_mean, abs=1.0)
+    assert from_picture.luma_std == pytest.approx(from_jpeg.luma_std, rel=0.05)
+    assert from_picture.full_luma == picture_of(jpeg).tobytes()
+
+
+def test_a_picture_of_the_wrong_size_is_wrong_size() -> None:
+    stats = analyze_picture(np.full((384, 510), 128, np.uint8))
+    assert classify_frame(stats, expected_size=SIZE, diff_prev=None) == FrameVerdict.WRONG_SIZE
