@@ -89,6 +89,12 @@ class Thresholds(BaseModel):
     fps_warmup_s: float = Field(5.0, ge=0, description="stream start ignored by the steady fps")
     cold_start_threshold_s: float = Field(60.0, gt=0, description="load_s above it counts as a cold start")
     cleanup_timeout_s: float = Field(30.0, gt=0, description="session stop and teardown limit")
+    min_fps_ratio: float = Field(0.5, ge=0, le=1, description="steady fps must also reach this share of the "
+                                 "pipeline's expected_fps (the fps check uses the larger bar)")
+    tick_error_grace_s: float = Field(3.0, ge=0, description="failing ticks (network) are retried with back-off "
+                                      "for this long before the stream fails")
+    max_tick_lag_ms: float = Field(250.0, gt=0, description="p95 lateness of the harness's own sampling ticks "
+                                   "above which its figures say nothing about Scope (harness_lag)")
 
     @model_validator(mode="after")
     def _poll_faster_than_sampling(self) -> Thresholds:
@@ -156,6 +162,34 @@ class Discovery(BaseModel):
     timeout_s: float = Field(10.0, gt=0, description="per discovery HTTP call")
 
 
+class MaxSessions(BaseModel):
+    """Concurrent sessions one harness process holds, per media driver (measured-facts.md).
+
+    headless: one process held 128 REST sessions at p95 tick lag 30 ms (~70 % of a core) and fell
+    behind at 192; half of 128 leaves room for the other core being busy and for larger frames.
+    webrtc: the client costs 17-20 % of a core per 15-fps session with its own input (9 %
+    receive-only), and one process has one core; 3 x 20 % stays under the ~70 % the REST
+    measurement held its schedule at.
+    """
+
+    model_config = STRICT
+
+    webrtc: int = Field(3, ge=1, description="WebRTC sessions (decode + encode in this process)")
+    headless: int = Field(64, ge=1, description="headless REST sessions (2 Hz sampling + frame checks)")
+
+
+class DispatchSettings(BaseModel):
+    """What one dispatch process may run at once, and how it treats Scope instances that fail to start."""
+
+    model_config = STRICT
+
+    max_concurrent_sessions: MaxSessions = Field(default_factory=MaxSessions)
+    instance_backoff_s: float = Field(10.0, gt=0, description="wait after an instance's first failed start")
+    instance_backoff_max_s: float = Field(600.0, gt=0, description="longest wait; doubles per failed start")
+    instance_log_files: int = Field(3, ge=1, description="log files kept per managed instance (rotated)")
+    instance_log_max_bytes: int = Field(5 * 1024 * 1024, ge=1024, description="size at which a log rotates")
+
+
 class CloudSettings(BaseModel):
     """Livepeer cloud connection; the api key comes from the environment only."""
 
@@ -180,6 +214,8 @@ class ScopeInstanceConfig(BaseModel):
     command: str | None = Field(None, description='managed only, e.g. "daydream-scope --port {port}"')
     port: int | None = Field(None, ge=1, le=65535, description="managed only; None picks a free port")
     startup_timeout_s: float = Field(60.0, gt=0, description="managed start -> /health answers")
+    driver: Literal["webrtc", "headless"] | None = Field(
+        None, description="media driver of runs on this instance; None: the config's media_driver")
 
     @model_validator(mode="after")
     def _kind_has_its_fields(self) -> ScopeInstanceConfig:
@@ -264,6 +300,10 @@ class Settings(BaseModel):
     budget: Budget = Field(default_factory=Budget)
     discovery: Discovery = Field(default_factory=Discovery)
     cloud: CloudSettings = Field(default_factory=CloudSettings)
+    dispatch: DispatchSettings = Field(default_factory=DispatchSettings)
+    media_driver: Literal["auto", "webrtc", "headless"] = Field(
+        "auto", description="how runs drive media; auto: webrtc when cloud.enabled (only WebRTC relays "
+        "through the orchestrator in Scope 0.2.4), else headless")
     instances: list[ScopeInstanceConfig] = Field(default_factory=list)
     pipelines: dict[str, PipelineConfig] = Field(default_factory=dict)
     scenarios: list[ScenarioSpec] = Field(default_factory=list)
@@ -280,6 +320,13 @@ class Settings(BaseModel):
     def expand_scenarios(self) -> list[Scenario]:
         """Every (spec, mode, duration) as a named Scenario, in YAML order."""
         return expand_settings(self)
+
+    def driver_for(self, instance_driver: str | None) -> str:
+        """The media driver of a run: the instance's own choice, else media_driver, auto resolved."""
+        choice = instance_driver or self.media_driver
+        if choice == "auto":
+            return "webrtc" if self.cloud.enabled else "headless"
+        return choice
 
     def scenario(self, name: str) -> Scenario:
         """The scenario called ``name``; ConfigError listing close names when unknown."""

@@ -13,7 +13,7 @@ from tasks.fleet.dispatching import DEFAULT_WINDOW_S, Orchestrator, dispatch_run
 from tasks.fleet.instances import scope_instance
 from tasks.fleet.limits import ensure_limits, limit_names
 from tasks.fleet.planner import Assignment
-from tasks.session.report import sweep_orphan_runs
+from tasks.session.report import run_summary_of, sweep_orphan_runs
 
 
 async def launch_assignment(
@@ -25,13 +25,15 @@ async def launch_assignment(
     await ensure_limits(names)
     async with concurrency(names, occupy=1, strict=True):
         async with scope_instance(instance, orchestrator_uri=orchestrator.uri, log_dir=lake.root / "instances") as url:
-            return await run_scenario(
+            state = await run_scenario(
                 scenario=assignment.scenario,
                 scope_url=url,
                 orchestrator=orchestrator.address,
                 duration_s=assignment.duration_s,
                 config=config,
+                return_state=True,
             )
+            return await run_summary_of(state)
 
 
 @flow(name="dispatch")

@@ -1,27 +1,32 @@
-"""`run-scenario`: one scenario on one Scope instance, a task per lifecycle phase, landed in the lake."""
+"""`run-scenario`: one scenario on one Scope instance, a task per lifecycle phase, landed in the lake.
+
+The flow run ends in a state that carries the verdict: `Completed` for a pass, `Completed`
+named `Unavailable`, `Failed` with the failure reason, `Failed` named `Aborted`."""
 
 from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
+from prefect.states import State
 
-from tasks.session.report import publish_run_artifact, resolve_run_inputs, sweep_orphan_runs
-from tasks.session.lifecycle import SessionRun, drive_session, open_session_run
+from tasks.session.lifecycle import drive_session, open_session
+from tasks.session.report import flow_state, publish_run_artifact, resolve_run_inputs, sweep_orphan_runs
 
 # The backstop for any run; each run also enforces its own scenario's hard cap inside.
 MAX_RUN_TIMEOUT_S = 3 * 3600
 
 
-def _phase_task(name: str):
-    async def phase(run: SessionRun):
-        return await getattr(run, name)()
+async def phase_task(name: str, fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+    """Run one lifecycle phase as a Prefect task named after it."""
+    async def phase(*phase_args: Any) -> Any:
+        return await fn(*phase_args)
 
-    phase.__doc__ = f"The `{name}` phase of a session."
-    return task(name=name, cache_policy=NO_CACHE, persist_result=False)(phase)
-
-
-PHASE_TASKS = {name: _phase_task(name) for name in ("prepare", "connect", "load", "start", "stream", "cleanup", "finish")}
+    phase.__name__ = phase.__qualname__ = name
+    return await task(name=name, cache_policy=NO_CACHE, persist_result=False)(phase)(*args)
 
 
 def flow_run_name() -> str:
@@ -40,17 +45,11 @@ async def run_scenario(
     orchestrator: str | None = None,
     duration_s: float | None = None,
     config: str | None = None,
-) -> dict:
-    """Run one scenario against one Scope instance and land it; returns the run summary."""
+) -> State:
+    """Run one scenario against one Scope instance and land it; the final state carries the verdict."""
     inputs = resolve_run_inputs(scenario, scope_url, orchestrator, config)
     sweep_orphan_runs(inputs.lake)
-    async with open_session_run(
-        settings=inputs.settings,
-        scenario=inputs.scenario,
-        target=inputs.target,
-        lake=inputs.lake,
-        duration_s=duration_s,
-        prefect_flow_run_id=flow_run.id,
-    ) as run:
-        record = await drive_session(run, call=lambda name, _fn: PHASE_TASKS[name](run))
-    return await publish_run_artifact(record)
+    async with open_session(settings=inputs.settings, scenario=inputs.scenario, target=inputs.target,
+                            lake=inputs.lake, duration_s=duration_s, prefect_flow_run_id=flow_run.id) as session:
+        record = await drive_session(session, call=phase_task)
+    return flow_state(await publish_run_artifact(record))

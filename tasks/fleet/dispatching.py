@@ -20,7 +20,7 @@ import polars as pl
 from analytics.lake import Lake
 from config.settings import Settings
 from tasks.fleet.planner import Assignment, InstanceSlot, plan
-from tasks.session.run_state import utc_now
+from tasks.session.target import utc_now
 
 _log = logging.getLogger(__name__)
 REPLAN_EVERY_S = 30.0  # re-plan while runs go on, so cooldowns and back-offs that end are seen

@@ -56,6 +56,8 @@ class CheckName(StrEnum):
     PROMPT_RESPONSE = "prompt_response"
     VRAM_LEAK = "vram_leak"
     VRAM_CEILING = "vram_ceiling"
+    RELAY = "relay"
+    HARNESS_LAG = "harness_lag"
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,7 @@ class CheckResult:
     passed: bool
     reason: str
     value: float | None
+    skipped: bool = False  # the check could not run (its input was missing): neither pass nor fail
 
 
 @dataclass(frozen=True)
@@ -144,7 +147,7 @@ def steady_fps(samples: Sequence[tuple[float, int]], *, warmup_s: float = 5.0) -
 def check_fps(figures: FpsFigures, *, min_fps: float) -> CheckResult:
     """Steady output FPS is at least min_fps."""
     if figures.steady_fps is None:
-        return CheckResult(CheckName.FPS, True, f"{NOT_ENOUGH} after the warm-up to measure FPS", None)
+        return CheckResult(CheckName.FPS, True, f"{NOT_ENOUGH} after the warm-up to measure FPS", None, skipped=True)
     passed = figures.steady_fps >= min_fps
     reason = (
         f"steady output {figures.steady_fps:.1f} fps over {figures.window_s:.1f} s "
@@ -281,7 +284,8 @@ def check_prompt_response(responses: Sequence[PromptResponse]) -> CheckResult:
     """Every evaluated prompt switch was answered; the value is the slowest response."""
     evaluated = [r for r in responses if r.evaluated]
     if not evaluated:
-        return CheckResult(CheckName.PROMPT_RESPONSE, True, f"{NOT_ENOUGH}: no prompt switch could be judged", None)
+        return CheckResult(CheckName.PROMPT_RESPONSE, True, f"{NOT_ENOUGH}: no prompt switch could be judged", None,
+                           skipped=True)
     missed = [index for index, r in enumerate(evaluated) if not r.responded]
     latencies = [r.latency_s for r in evaluated if r.latency_s is not None]
     slowest = max(latencies) if latencies else None

@@ -57,10 +57,12 @@ class AssetClient(Protocol):
 
 @dataclass(frozen=True)
 class InputPaths:
-    """Server-side absolute paths of the uploaded inputs (None when not needed)."""
+    """Server-side absolute paths of the uploaded inputs (None when not needed), and the local clip
+    a WebRTC driver sends as its track (it is never uploaded)."""
 
     clip_path: str | None = None
     image_path: str | None = None
+    local_clip_path: str | None = None
 
 
 @dataclass(frozen=True)

@@ -1,224 +1,254 @@
 """One session of one scenario on one Scope instance: the lifecycle of quality.md.
 
-    prepare  health, stop-before-start, inputs uploaded, `started` row landed
-    connect  POST /cloud/connect -> status connected            (connect_s)
-    load     POST /pipeline/load -> status loaded               (load_s)
-    start    POST /session/start -> first frame passing checks  (first_frame_s)
-    stream   the monitoring loop for the scenario's duration    (stream_s)
-    cleanup  stop the session, disconnect; always runs
+    prepare  started row landed, /health, schema preflight, leftover sessions ended
+    connect  POST /cloud/connect -> status connected                        (connect_s)
+    load     inputs uploaded (after connect: assets follow the connection),
+             POST /pipeline/load -> the ids asked for are loaded              (load_s)
+    start    the media driver starts the session -> first frame passing the checks (first_frame_s)
+    stream   ticks for the scenario's duration, prompt switches on schedule  (stream_s, ...)
+    cleanup  the driver stops the session, the cloud is disconnected: on every path, bounded
     finish   verdict, evidence on failure, final row landed
 
-Each phase is a method returning True to go on. A phase never raises a HarnessError: it
-records the first failure (category and phase) and returns False, so `drive_session`
-(or a Prefect flow, which wraps each phase in a task) only sequences them.
+Each phase returns what it measured and raises a `HarnessError` when it fails; `drive_session`
+reads top to bottom. How media flows is the driver's business (tasks/session/driver.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import TypeVar
+from datetime import datetime
+from typing import Any, TypeVar
 
 from analytics.lake import Lake
 from analytics.records import RunRecord
 from config.scenarios import Scenario
 from config.settings import Settings
-
-from errors import Category, HarnessError, NoCapacity, Phase, PhaseFailed, PhaseTimeout
-from tasks.session.inputs import build_session_request, ensure_uploaded, pipelines_to_load
-from tasks.session.monitor import StreamMonitor, Tick
-from errors import mentions_no_capacity
-from tasks.session.run_state import RunState, RunTarget
+from errors import Category, HarnessError, NoCapacity, Phase, PhaseFailed, PhaseTimeout, mentions_no_capacity
 from tasks.scope.client import DEFAULT_TIMEOUTS, ScopeClient, ScopeTimeouts
+from tasks.session import interrupts
+from tasks.session.driver import MediaDriver, MediaPath, SessionPlan, Tick
+from tasks.session.inputs import ensure_local_input, ensure_uploaded, pipelines_to_load
+from tasks.session.monitor import StreamMonitor
+from tasks.session.phases import Connected, Loaded, PhaseResults, Prepared, Started, Streamed, TickClock
+from tasks.session.preflight_check import preflight_scenario
+from tasks.session.progress import ProgressEvent, emit
+from tasks.session.recorder import RunRecorder
+from tasks.session.run_record import RunIdentity, final_record, monitor_limits, started_record
+from tasks.session.target import RunTarget, new_run_id, utc_now
 
 T = TypeVar("T")
-PhaseCall = Callable[[str, Callable[[], Awaitable[T]]], Awaitable[T]]
-LIFECYCLE = ("prepare", "connect", "load", "start", "stream")
+PhaseCall = Callable[..., Awaitable[Any]]  # (phase name, phase function, *its arguments) -> its result
 CONNECT_POLL_S = 0.25
-MAX_TICK_ERRORS = 3  # consecutive failed ticks before the instance counts as unreachable
+MEDIA_PATH_TIMEOUT_S = 5.0
+BACKOFF_FIRST_S = 0.1
 
 
-class SessionRun(RunState):
-    """The phases of one run; state and landing live in `RunState`."""
+class Session:
+    """The phases of one run; what they measure is returned, what they started is cleaned up."""
 
-    async def prepare(self) -> bool:
-        """Check the instance answers, stop a leftover session, upload inputs, land `started`."""
-        async def body() -> None:
-            health = await self.client.health()
-            self.scope_version = health.version
-            await self.client.stop_session()  # tolerates 404: nothing was running
-            self.inputs = await ensure_uploaded(self.client, {self.scenario.input_kind}, self.inputs_dir)
-        self.land_started()
-        return await self._phase(Phase.CONNECT, body(), name="prepare")
+    def __init__(self, identity: RunIdentity, *, settings: Settings, client: ScopeClient, driver: MediaDriver,
+                 lake: Lake, clock: Callable[[], datetime] = utc_now) -> None:
+        self.identity, self.settings, self.thresholds = identity, settings, settings.thresholds
+        self.scenario = identity.scenario
+        self.client, self.driver, self.lake, self.clock = client, driver, lake, clock
+        self.recorder = RunRecorder(lake, identity.run_id, identity.started_at)
+        self.monitor: StreamMonitor | None = None  # from the start phase on: the stream's accumulator
+        self.ticks = TickClock(self.thresholds.sample_interval_s)
+        self.phase = Phase.PREPARE  # the phase running now: interruptions and hard caps are put there
+        self.cloud_touched = False
 
-    async def connect(self) -> bool:
+    def emit(self, kind: str, **fields: Any) -> None:
+        """Tell progress listeners what this run is doing."""
+        target = self.identity.target
+        emit(ProgressEvent(run_id=self.identity.run_id, scenario=self.scenario.name, kind=kind,
+                           orchestrator=target.orchestrator, instance=target.scope_instance, **fields))
+
+    async def prepare(self) -> Prepared:
+        """Land `started`, check the instance answers and can run the scenario, end leftover sessions."""
+        self.recorder.land_run(started_record(self.identity, driver=self.driver.name))
+        health = await self.client.health()
+        prompts_unsupported = preflight_scenario(await self.client.pipeline_schemas(), self.scenario)
+        removed = await self.driver.remove_leftovers()
+        return Prepared(scope_version=health.version, prompts_unsupported=prompts_unsupported,
+                        leftovers_removed=removed)
+
+    async def connect(self) -> Connected:
         """Connect Scope to the cloud (its pinned orchestrator) and wait until connected."""
-        if not self.settings.cloud.enabled:
-            return True
+        cloud = self.settings.cloud
+        if not cloud.enabled:
+            return Connected(connect_s=None, connection_id=None)
+        t0 = time.monotonic()
+        self.cloud_touched = True
+        await self.client.cloud_connect(app_id=cloud.app_id, api_key=cloud.api_key, user_id=cloud.user_id)
+        limit_s = self.thresholds.connect_timeout_s
+        while True:
+            status = await self.client.cloud_status()
+            if status.connected:
+                return Connected(connect_s=time.monotonic() - t0, connection_id=status.connection_id)
+            if status.failed:
+                raise _connect_failure(status.error or "cloud connect failed")
+            if time.monotonic() - t0 > limit_s:
+                raise PhaseTimeout(f"cloud connect not connected after {limit_s:.0f} s (stage "
+                                   f"{status.connect_stage})", category=Category.ORCHESTRATOR)
+            await asyncio.sleep(CONNECT_POLL_S)
 
-        async def body() -> None:
-            cloud = self.settings.cloud
-            t0 = time.monotonic()
-            self.cloud_touched = True
-            await self.client.cloud_connect(app_id=cloud.app_id, api_key=cloud.api_key, user_id=cloud.user_id)
-            limit_s = self.thresholds.connect_timeout_s
-            while True:
-                status = await self.client.cloud_status()
-                if status.connected:
-                    self.connect_s = time.monotonic() - t0
-                    self.connection_id = status.connection_id
-                    return
-                if status.failed:
-                    raise _connect_failure(status.error or "cloud connect failed")
-                if time.monotonic() - t0 > limit_s:
-                    raise PhaseTimeout(
-                        f"cloud connect not connected after {limit_s:.0f} s (stage {status.connect_stage})",
-                        category=Category.ORCHESTRATOR,
-                    )
-                await asyncio.sleep(CONNECT_POLL_S)
-        return await self._phase(Phase.CONNECT, body())
+    async def load(self) -> Loaded:
+        """Upload the inputs the driver needs, load the scenario's pipelines, wait until they are loaded."""
+        kinds = {self.scenario.input_kind} - {"none"}
+        if self.driver.name == "webrtc":
+            kinds -= {"video"}  # the clip goes out as the offer's track, from the local file
+        inputs = await ensure_uploaded(self.client, kinds, self.identity.inputs_dir)
+        if self.scenario.input_kind == "video":
+            local = await asyncio.to_thread(ensure_local_input, "video", self.identity.inputs_dir)
+            inputs = dataclasses.replace(inputs, local_clip_path=str(local))
+        t0 = time.monotonic()
+        pipeline_ids = pipelines_to_load(self.scenario)
+        await self.client.load_pipelines(pipeline_ids)
+        await self.client.wait_until_loaded(timeout_s=self.thresholds.load_timeout_s)  # TODO expected ids
+        return Loaded(load_s=time.monotonic() - t0, inputs=inputs)
 
-    async def load(self) -> bool:
-        """Load the scenario's pipelines and wait until Scope says loaded."""
-        async def body() -> None:
-            t0 = time.monotonic()
-            await self.client.load_pipelines(pipelines_to_load(self.scenario))
-            await self.client.wait_until_loaded(timeout_s=self.thresholds.load_timeout_s)
-            self.load_s = time.monotonic() - t0
-        return await self._phase(Phase.LOAD, body())
+    async def start(self, prepared: Prepared, loaded: Loaded) -> Started:
+        """Start the media and wait for the first output frame that passes the frame checks."""
+        limits = monitor_limits(self.settings, self.scenario, prepared.prompts_unsupported)
+        self.monitor = StreamMonitor(limits)
+        prompts = self.identity.prompts
+        plan = SessionPlan(scenario=self.scenario, inputs=loaded.inputs, first_prompt=prompts[0] if prompts else None,
+                           connection_id=self.identity.run_id, user_id=self.settings.cloud.user_id)
+        await self.driver.start(plan)
+        first_frame_s = await self._wait_first_frame()
+        return Started(first_frame_s=first_frame_s)
 
-    async def start(self) -> bool:
-        """Start the headless session and wait for the first frame that passes the frame checks."""
-        async def body() -> None:
-            first_prompt = self.prompts[0] if self.prompts else None
-            request, self.sink_node_id = build_session_request(self.scenario, self.inputs, first_prompt)
-            self.session_touched = True
-            await self.client.start_session(**request)
-            self.session_t0 = time.monotonic()
-            await self._wait_first_frame()
-        return await self._phase(Phase.START, body())
-
-    async def _wait_first_frame(self) -> None:
+    async def _wait_first_frame(self) -> float:
+        assert self.monitor is not None
         limit_s = self.thresholds.first_frame_timeout_s
         grace_s = max(self.thresholds.black_s, self.thresholds.freeze_s) * 2
         first_invalid: float | None = None
+        last_seq: int | None = None
         while True:
-            tick = await self._read_tick(with_metrics=False)
-            observed = self.monitor.observe(tick) if tick.frame is not None else None
+            tick = await self.driver.tick(with_metrics=False)
+            fresh = tick.has_frame and (tick.frame_seq is None or tick.frame_seq != last_seq)
+            observed = self.monitor.observe(tick) if fresh else None
+            last_seq = tick.frame_seq
             if observed is not None and observed.verdict == "valid":
-                self.first_frame_s = tick.t_s
-                self.monitor = self.new_monitor()
-                self.record_frame(self.monitor.observe(tick))
-                return
+                self.monitor = StreamMonitor(self.monitor.limits)  # the stream is judged from here
+                self.recorder.add_frame(self.monitor.observe(tick))
+                return tick.t_s
             if observed is not None:
                 first_invalid = tick.t_s if first_invalid is None else first_invalid
                 if tick.t_s - first_invalid > grace_s:
-                    raise self.invalid_start(observed)
+                    raise invalid_start(observed, self.scenario)
+            if not tick.session_alive:
+                raise PhaseFailed("the session ended before its first frame", category=Category.RUNNER)
             if tick.t_s > limit_s:
                 await self._raise_if_session_gone()
-                raise PhaseTimeout(f"no output frame within {limit_s:.0f} s of session start", category=Category.RUNNER)
+                raise PhaseTimeout(f"no output frame within {limit_s:.0f} s of session start",
+                                   category=Category.RUNNER)
             await asyncio.sleep(self.thresholds.first_frame_poll_s)
 
-    async def stream(self) -> bool:
-        """Sample metrics and frames for the scenario's duration, switching prompts on schedule."""
-        return await self._phase(Phase.STREAM, self._stream_loop())
-
-    async def _stream_loop(self) -> None:
-        assert self.first_frame_s is not None
-        end_s = self.first_frame_s + self.duration_s
-        switch_at = [self.first_frame_s + t for t in self.switch_schedule()]
-        interval_s = self.thresholds.sample_interval_s
-        next_tick = self.session_t0 + self.first_frame_s + interval_s
-        while True:
-            await asyncio.sleep(max(0.0, next_tick - time.monotonic()))
-            next_tick += interval_s
-            tick = await self._sample_with_retries()
-            if tick.metrics is not None and tick.metrics.headless is None:
-                raise PhaseFailed("stream died: the session vanished from /session/metrics", category=Category.RUNNER)
-            self.record_frame(self.monitor.observe(tick))
-            fatal = self.monitor.fatal(tick.t_s)
-            if fatal is not None:
-                self.stopped_early = fatal
-                break
-            if tick.t_s >= end_s and not self.monitor.awaiting_response(tick.t_s):
-                break  # a switch's response window still open at the end is waited out (bounded by it)
-            if switch_at and tick.t_s >= switch_at[0]:
-                switch_at.pop(0)
-                await self._switch_prompt(tick.t_s)
-        self.stream_s = tick.t_s - self.first_frame_s  # the stream actually monitored
-
-    async def _sample_with_retries(self) -> Tick:
-        errors = 0
-        while True:
-            try:
-                return await self._read_tick(with_metrics=True)
-            except HarnessError as error:
-                errors += 1
-                if errors >= MAX_TICK_ERRORS or not error.category == Category.NETWORK:
-                    raise
-                self.tick_errors += 1
-
-    async def _read_tick(self, *, with_metrics: bool) -> Tick:
-        # The tick's time is when its requests were sent: Scope answers with what it had then,
-        # so a first frame is timed to within one poll interval, never late by the answer's transit.
-        t_s = time.monotonic() - self.session_t0
-        if with_metrics:
-            metrics, (frame, fetch_ms) = await asyncio.gather(self.client.session_metrics(), self._timed_frame())
-        else:
-            metrics, (frame, fetch_ms) = None, await self._timed_frame()
-        return Tick(
-            t_s=t_s,
-            captured_at=self.clock(),
-            frame=frame,
-            metrics=metrics,
-            frame_fetch_ms=fetch_ms,
-        )
-
-    async def _timed_frame(self) -> tuple[bytes | None, float]:
-        t0 = time.perf_counter()
-        frame = await self.client.get_frame(sink_node_id=self.sink_node_id)
-        return frame, (time.perf_counter() - t0) * 1000.0
-
-    async def _switch_prompt(self, t_s: float) -> None:
-        prompt_from = self.prompts[self.prompt_index % len(self.prompts)]
-        self.prompt_index += 1
-        prompt_to = self.prompts[self.prompt_index % len(self.prompts)]
-        await self.client.switch_prompt(prompt_to)
-        self.monitor.note_prompt_switch(time.monotonic() - self.session_t0, self.clock(), prompt_from, prompt_to)
-
     async def _raise_if_session_gone(self) -> None:
-        metrics = await self.client.session_metrics()
-        if metrics.headless is None:
+        if not (await self.driver.tick(with_metrics=True)).session_alive:
             raise PhaseFailed("the session vanished before its first frame", category=Category.RUNNER)
 
-    async def cleanup(self) -> bool:
-        """Stop the session and disconnect from the cloud; runs after success, failure and cancellation."""
-        async def body() -> None:
-            if self.session_touched:
-                await self.client.stop_session()
-            if self.cloud_touched:
-                await self.client.cloud_disconnect()
+    async def stream(self, started: Started) -> Streamed:
+        """Tick for the scenario's duration, switching prompts when each switch can be judged."""
+        assert self.monitor is not None
+        monitor, first_s = self.monitor, started.first_frame_s
+        end_s = first_s + self.identity.duration_s
+        switch_due = self._switch_times(first_s)
+        self.ticks.begin(self.driver_t0() + first_s)
+        stopped_early = None
+        while True:
+            await self.ticks.wait_next()
+            tick = await self._tick_with_grace()
+            if not tick.session_alive:
+                raise PhaseFailed("stream died: the session vanished from Scope", category=Category.RUNNER)
+            observed = monitor.observe(tick)
+            self.recorder.add_frame(observed)
+            self.emit("tick", t_s=tick.t_s, frames_sampled=self.recorder.frame_seq, verdict=observed.verdict,
+                      fps_out=tick.counters.fps_out if tick.counters else None)
+            stopped_early = monitor.fatal(tick.t_s)
+            if stopped_early is not None:
+                break
+            if tick.t_s >= end_s and not monitor.awaiting_response(tick.t_s):
+                break  # a switch's response window still open at the end is waited out (bounded by it)
+            if switch_due and tick.t_s >= switch_due[0] and tick.t_s < end_s and monitor.ready_for_switch(tick.t_s):
+                switch_due.pop(0)
+                await self._switch_prompt()
+        return Streamed(stream_s=tick.t_s - first_s, stopped_early=stopped_early)
+
+    def driver_t0(self) -> float:
+        """The monotonic time the driver's session clock started at."""
+        return float(getattr(self.driver, "t0", time.monotonic()))
+
+    def _switch_times(self, first_s: float) -> list[float]:
+        assert self.monitor is not None
+        if len(self.identity.prompts) < 2 or self.monitor.limits.prompts_unsupported is not None:
+            return []
+        return [first_s + t for t in self.identity.switch_schedule(self.thresholds)]
+
+    async def _tick_with_grace(self) -> Tick:
+        """One tick; a network failure is retried with back-off for up to tick_error_grace_s."""
+        first_failed_at: float | None = None
+        backoff_s = BACKOFF_FIRST_S
+        while True:
+            sent_at = time.monotonic()
+            try:
+                return await self.driver.tick(with_metrics=True)
+            except HarnessError as error:
+                if error.category != Category.NETWORK:
+                    raise
+                self.ticks.errors += 1
+                first_failed_at = sent_at if first_failed_at is None else first_failed_at
+                left_s = self.thresholds.tick_error_grace_s - (time.monotonic() - first_failed_at)
+                if left_s <= 0:
+                    raise
+                await asyncio.sleep(min(backoff_s, left_s))
+                backoff_s *= 2
+
+    async def _switch_prompt(self) -> None:
+        assert self.monitor is not None
+        prompts = self.identity.prompts
+        index = len(self.monitor.switches)
+        prompt_from, prompt_to = prompts[index % len(prompts)], prompts[(index + 1) % len(prompts)]
+        t_s = time.monotonic() - self.driver_t0()
+        await self.driver.switch_prompt(prompt_to)
+        self.monitor.note_prompt_switch(t_s, self.clock(), prompt_from, prompt_to)
+
+    async def media_path(self) -> MediaPath | None:
+        """Where the media went (asked of the driver before it stops); None when it cannot tell."""
+        try:
+            async with asyncio.timeout(MEDIA_PATH_TIMEOUT_S):
+                return await self.driver.media_path()
+        except (HarnessError, TimeoutError):
+            return None
+
+    async def cleanup(self) -> None:
+        """Stop the session and disconnect from the cloud, each attempted, bounded by cleanup_timeout_s."""
+        errors: list[HarnessError] = []
         try:
             async with asyncio.timeout(self.thresholds.cleanup_timeout_s):
-                return await self._phase(Phase.CLEANUP, body())
+                await _attempt(self.driver.stop(), errors)
+                if self.cloud_touched:
+                    await _attempt(self.client.cloud_disconnect(), errors)
         except TimeoutError:
-            self.fail(PhaseTimeout("cleanup did not finish in time", category=Category.NETWORK, phase=Phase.CLEANUP))
-            return False
+            errors.append(PhaseTimeout("cleanup did not finish in time", category=Category.NETWORK))
+        if errors:
+            raise errors[0].with_phase(Phase.CLEANUP)
 
-    async def _phase(self, phase: Phase, body: Awaitable[None], *, name: str | None = None) -> bool:
-        """Run one phase body; record its failure (classified under `phase`) instead of raising it."""
-        self.current_phase = phase
-        self.emit("phase", phase=name or phase.value)
-        try:
-            await body
-            return True
-        except HarnessError as error:
-            self.fail(error.with_phase(phase))
-        except Exception as error:  # a bug on our side must not be blamed on the orchestrator
-            self.fail(HarnessError(f"harness error: {type(error).__name__}: {error}", phase=phase))
-        return False
+    async def finish(self, results: PhaseResults) -> RunRecord:
+        """Decide the verdict, keep evidence of a failure, land frames, switches and the final row."""
+        return await final_record(self, results)
+
+
+async def _attempt(step: Awaitable[None], errors: list[HarnessError]) -> None:
+    try:
+        await step
+    except HarnessError as error:
+        errors.append(error)
 
 
 def _connect_failure(reason: str) -> HarnessError:
@@ -227,30 +257,108 @@ def _connect_failure(reason: str) -> HarnessError:
     return PhaseFailed(f"cloud connect failed: {reason}", category=Category.ORCHESTRATOR)
 
 
-async def _direct(name: str, fn: Callable[[], Awaitable[T]]) -> T:
-    return await fn()
+def invalid_start(observed: Any, scenario: Scenario) -> HarnessError:
+    """The failure for frames that keep arriving but never pass the frame checks."""
+    check = {"wrong_size": "frame_size", "black": "black", "corrupt": "corrupt", "frozen": "freeze"}.get(
+        observed.verdict, "first_frame")
+    size = f", {observed.stats.width}x{observed.stats.height}" if observed.stats else ""
+    return PhaseFailed(f"output frames arrive but fail the {check} check ({observed.verdict}{size}; "
+                       f"expected {scenario.width}x{scenario.height})", category=Category.VALIDATION, check=check)
 
 
-async def drive_session(run: SessionRun, call: PhaseCall = _direct) -> RunRecord:
-    """Run the lifecycle in order, always clean up and land the final row; return the run record."""
-    try:
-        async with asyncio.timeout(run.scenario.hard_cap_s):
-            for name in LIFECYCLE:
-                if not await call(name, getattr(run, name)):
-                    break
-    except TimeoutError:
-        run.fail(HarnessError(f"run exceeded its hard cap of {run.scenario.hard_cap_s:.0f} s", phase=run.current_phase))
-    except asyncio.CancelledError:
-        run.cancelled = True
-        raise
-    finally:
-        await call("cleanup", run.cleanup)
-        record = await call("finish", run.finish)
+async def _direct(name: str, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+    return await fn(*args)
+
+
+async def drive_session(session: Session, call: PhaseCall = _direct) -> RunRecord:
+    """Run the lifecycle in order, always clean up and land the final row; return the run record.
+
+    An interruption (a signal, a cancellation, Prefect's termination) still gets cleanup and a
+    final `aborted` row, without Prefect (its client may be closed by then), and is re-raised."""
+    with interrupts.cancel_on_signal():
+        results = await _run_phases(session, call, PhaseResults())
+        if results.interruption is not None:
+            call = _direct
+        results = results.with_(media_path=await session.media_path())
+        results = results.with_(cleanup_error=await _cleanup(session, call))
+        record = await _finish(session, call, results)
+    if results.interruption is not None:
+        raise results.interruption
     return record
 
 
+async def _run_phases(session: Session, call: PhaseCall, results: PhaseResults) -> PhaseResults:
+    cap = asyncio.timeout(session.scenario.hard_cap_s)
+    try:
+        async with cap:
+            session.phase = Phase.PREPARE
+            results = results.with_(prepared=await call("prepare", session.prepare))
+            session.phase = Phase.CONNECT
+            results = results.with_(connected=await call("connect", session.connect))
+            session.phase = Phase.LOAD
+            results = results.with_(loaded=await call("load", session.load))
+            session.phase = Phase.START
+            results = results.with_(started=await call("start", session.start, results.prepared, results.loaded))
+            session.phase = Phase.STREAM
+            results = results.with_(streamed=await call("stream", session.stream, results.started))
+    except HarnessError as error:
+        results = results.failed(error.with_phase(session.phase))
+    except TimeoutError:
+        if not cap.expired():
+            raise
+        results = results.interrupted_by_cap(session.scenario.hard_cap_s, session.phase)
+    except Exception as error:  # a bug on our side must never be blamed on the orchestrator
+        results = results.failed(HarnessError(f"harness error: {type(error).__name__}: {error}", phase=session.phase))
+    except BaseException as error:  # a signal, a cancellation: re-raised by drive_session once landed
+        results = results.interrupted(error, session.phase)
+        _uncancel()
+    return results
+
+
+async def _cleanup(session: Session, call: PhaseCall) -> HarnessError | None:
+    session.phase = Phase.CLEANUP
+    try:
+        await call("cleanup", session.cleanup)
+    except HarnessError as error:
+        return error.with_phase(Phase.CLEANUP)
+    except Exception:  # the orchestration layer failed around cleanup: clean up without it
+        if call is _direct:
+            raise
+        return await _cleanup(session, _direct)
+    return None
+
+
+async def _finish(session: Session, call: PhaseCall, results: PhaseResults) -> RunRecord:
+    try:
+        return await call("finish", session.finish, results)
+    except HarnessError:
+        raise
+    except Exception:  # the orchestration layer failed around finish: land the row without it
+        if call is _direct:
+            raise
+        return await session.finish(results)
+
+
+def _uncancel() -> None:
+    """Let cleanup's own timeouts work after an external cancellation was caught."""
+    task = asyncio.current_task()
+    while task is not None and task.cancelling():
+        task.uncancel()
+
+
+def make_driver(settings: Settings, target: RunTarget, client: ScopeClient, clock: Callable[[], datetime]) -> MediaDriver:
+    """The media driver the run's instance uses (config), built on its Scope client."""
+    if settings.driver_for(target.driver) == "webrtc":
+        from tasks.session.drivers.webrtc import WebRTCDriver
+
+        return WebRTCDriver(client, settings=settings, clock=clock)
+    from tasks.session.drivers.headless import HeadlessDriver
+
+    return HeadlessDriver(client, clock=clock)
+
+
 @asynccontextmanager
-async def open_session_run(
+async def open_session(
     *,
     settings: Settings,
     scenario: Scenario,
@@ -259,21 +367,20 @@ async def open_session_run(
     duration_s: float | None = None,
     prefect_flow_run_id: str | None = None,
     timeouts: ScopeTimeouts = DEFAULT_TIMEOUTS,
-) -> AsyncIterator[SessionRun]:
-    """A `SessionRun` with its own Scope client, closed when the block ends."""
+    clock: Callable[[], datetime] = utc_now,
+) -> AsyncIterator[Session]:
+    """A `Session` with its own Scope client and media driver, closed when the block ends."""
+    identity = RunIdentity.new(scenario=scenario, target=target, lake=lake, duration_s=duration_s,
+                               prefect_flow_run_id=prefect_flow_run_id, clock=clock)
     async with ScopeClient(target.scope_url, timeouts=timeouts) as client:
-        yield SessionRun(
-            scenario=scenario,
-            settings=settings,
-            client=client,
-            lake=lake,
-            target=target,
-            duration_s=duration_s,
-            prefect_flow_run_id=prefect_flow_run_id,
-        )
+        driver = make_driver(settings, target, client, clock)
+        yield Session(identity, settings=settings, client=client, driver=driver, lake=lake, clock=clock)
 
 
-async def run_session(**kwargs) -> RunRecord:
+async def run_session(**kwargs: Any) -> RunRecord:
     """Open a run and drive it to its final record without Prefect (tests, benchmarks)."""
-    async with open_session_run(**kwargs) as run:
-        return await drive_session(run)
+    async with open_session(**kwargs) as session:
+        return await drive_session(session)
+
+
+__all__ = ["Session", "drive_session", "open_session", "run_session", "make_driver", "new_run_id"]

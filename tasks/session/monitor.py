@@ -1,8 +1,10 @@
 """The monitoring loop's state: each sampling tick becomes a frame row; the end becomes the stream checks.
 
-The monitor holds no I/O. `tasks/session/lifecycle.py` feeds it what it read from Scope and asks it two
-questions: "should the stream stop now?" (a failure that cannot heal: the session vanished, a
-stall, a black or frozen run past its limit) and, at the end, "what are the checks?".
+The monitor holds no I/O. `tasks/session/lifecycle.py` feeds it the ticks its media driver saw and
+asks it three questions: "should the stream stop now?" (a failure that cannot heal: a stall, a
+black or frozen run past its limit), "may the prompt be switched now?" (the last switch's window
+is closed and the session's own noise has been measured again, so every switch can be judged) and,
+at the end, "what are the checks?" (with the checks that could not run and why).
 The verdict itself comes from `tasks/session/checks.py` over the whole series, so an early stop and a
 full-length run are judged by the same code.
 """
@@ -14,8 +16,15 @@ from datetime import datetime
 
 from tasks.session import checks
 from tasks.session.checks import CheckResult
-from tasks.session.frames import FrameStats, FrameThresholds, FrameVerdict, analyze_frame, classify_frame, frame_difference
-from tasks.scope.models import SessionMetrics
+from tasks.session.frames import (
+    FrameStats,
+    FrameThresholds,
+    FrameVerdict,
+    analyze_frame,
+    classify_frame,
+    frame_difference,
+)
+from tasks.session.driver import Tick
 
 STALE = "stale"  # frames_out did not advance and the frame did not change: the stall's business, not a freeze
 
@@ -38,6 +47,7 @@ class MonitorLimits:
     black_luma_max: float
     black_fraction_min: float
     frozen_diff_max: float
+    prompts_unsupported: str | None = None  # why the prompt check cannot run (the pipeline ignores prompts)
 
 
 @dataclass
@@ -52,17 +62,7 @@ class PromptSwitchState:
     pre_diffs: list[float]
     reference: FrameStats | None
     post: list[tuple[float, float]] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class Tick:
-    """What one sampling tick read from Scope."""
-
-    t_s: float
-    captured_at: datetime
-    frame: bytes | None
-    metrics: SessionMetrics | None
-    frame_fetch_ms: float | None = None
+    responded_at_s: float | None = None  # t_s at which the output answered: the window closes there
 
 
 @dataclass(frozen=True)
@@ -91,6 +91,7 @@ class StreamResult:
     vram: checks.VramFigures | None
     verdict_counts: dict[str, int]
     switches: list[tuple[PromptSwitchState, checks.PromptResponse]]
+    last_t_s: float | None = None  # the last tick's time: how far the stream was seen
 
 
 class StreamMonitor:
@@ -112,7 +113,7 @@ class StreamMonitor:
 
     def observe(self, tick: Tick) -> ObservedFrame:
         """Analyse one tick, remember its series values, return the analysed frame."""
-        stats = analyze_frame(tick.frame, thresholds=self.frame_thresholds) if tick.frame is not None else None
+        stats = self._analyze(tick)
         advanced = self._note_metrics(tick)
         diff_prev = self._difference(stats, self._prev_stats)
         verdict = self._verdict(stats, diff_prev, advanced)
@@ -123,6 +124,15 @@ class StreamMonitor:
         if stats is not None and stats.ok:
             self._prev_stats = stats
         return observed
+
+    def _analyze(self, tick: Tick) -> FrameStats | None:
+        if tick.frame is not None:
+            return analyze_frame(tick.frame, thresholds=self.frame_thresholds)
+        if tick.picture is not None:
+            from tasks.session.frames import analyze_picture  # received (webrtc) frames: no JPEG round trip
+
+            return analyze_picture(tick.picture.luma, thresholds=self.frame_thresholds)
+        return None
 
     def _difference(self, a: FrameStats | None, b: FrameStats | None) -> float | None:
         if a is None or b is None:
@@ -144,16 +154,15 @@ class StreamMonitor:
 
     def _note_metrics(self, tick: Tick) -> bool | None:
         """Record frames_out and VRAM; say whether frames_out advanced since the last tick."""
-        headless = tick.metrics.headless if tick.metrics else None
-        if headless is None or headless.frames_out is None:
-            return None
-        frames_out = int(headless.frames_out)
-        self.fps_samples.append((tick.t_s, frames_out))
-        gpu = tick.metrics.gpu if tick.metrics else None
+        counters, gpu = tick.counters, tick.gpu
         if gpu is not None and gpu.vram_allocated_mb is not None:
             self.vram_samples.append((tick.t_s, float(gpu.vram_allocated_mb)))
             if gpu.vram_total_mb:
                 self.vram_total_mb = float(gpu.vram_total_mb)
+        if counters is None or counters.frames_out is None:
+            return None
+        frames_out = int(counters.frames_out)
+        self.fps_samples.append((tick.t_s, frames_out))
         advanced = self._prev_frames_out is None or frames_out > self._prev_frames_out
         self._prev_frames_out = frames_out
         return advanced
@@ -167,14 +176,23 @@ class StreamMonitor:
                 diff = self._difference(stats, open_switch.reference)
                 if diff is not None:
                     open_switch.post.append((t_s - open_switch.t_s, diff))
+                    if self._evaluate_switch(open_switch).responded:
+                        open_switch.responded_at_s = t_s
         elif diff_prev is not None and verdict == FrameVerdict.VALID.value:
             self.noise_diffs.append(diff_prev)
 
     def _open_switch(self, t_s: float) -> PromptSwitchState | None:
+        """The last switch while its window is open: not answered yet and not past prompt_response_s."""
         if not self.switches:
             return None
         last = self.switches[-1]
+        if last.responded_at_s is not None:
+            return None
         return last if t_s - last.t_s <= self.limits.prompt_response_s else None
+
+    def ready_for_switch(self, t_s: float) -> bool:
+        """True when a switch now could be judged: no window open and the noise measured again."""
+        return self._open_switch(t_s) is None and len(self.noise_diffs) >= checks.MIN_PRE_DIFFS
 
     def _keep_evidence(self, observed: ObservedFrame) -> None:
         if observed.verdict == FrameVerdict.VALID.value and observed.stats is not None:
@@ -244,7 +262,7 @@ class StreamMonitor:
         results = [stall, checks.check_fps(fps, min_fps=limits.min_fps)]
         results += [self._run_check(v, name, limit) for v, name, limit in self._run_limits()]
         responses = [(s, self._evaluate_switch(s)) for s in self.switches]
-        results.append(checks.check_prompt_response([r for _, r in responses]))
+        results.append(self._prompt_check(responses))
         vram = None
         if self.vram_samples and self.vram_total_mb:
             leak, ceiling, vram = checks.check_vram(
@@ -254,6 +272,8 @@ class StreamMonitor:
                 max_percent=limits.max_vram_percent,
             )
             results += [leak, ceiling]
+        else:
+            results += [_not_measured(checks.CheckName.VRAM_LEAK), _not_measured(checks.CheckName.VRAM_CEILING)]
         counts: dict[str, int] = {}
         for _, verdict in self.verdicts:
             counts[verdict] = counts.get(verdict, 0) + 1
@@ -270,7 +290,17 @@ class StreamMonitor:
             vram=vram,
             verdict_counts=counts,
             switches=responses,
+            last_t_s=self.verdicts[-1][0] if self.verdicts else None,
         )
+
+    def _prompt_check(self, responses: list[tuple[PromptSwitchState, checks.PromptResponse]]) -> CheckResult:
+        if self.limits.prompts_unsupported is not None:
+            return CheckResult(checks.CheckName.PROMPT_RESPONSE, True, self.limits.prompts_unsupported, None,
+                               skipped=True)
+        if not responses:
+            return CheckResult(checks.CheckName.PROMPT_RESPONSE, True, "the scenario switches no prompt", None,
+                               skipped=True)
+        return checks.check_prompt_response([r for _, r in responses])
 
     def _evaluate_switch(self, switch: PromptSwitchState) -> checks.PromptResponse:
         if switch.reference is None:
@@ -287,6 +317,12 @@ class StreamMonitor:
             return checks.PromptResponse(False, False, None, response.noise_p95, response.threshold,
                                          response.best_median, "the stream ended before the response window closed")
         return response
+
+
+def _not_measured(name: str) -> CheckResult:
+    """A VRAM check without VRAM figures: Scope 0.2.4 answers `"gpu": {}` even with a GPU."""
+    reason = "not measured: Scope reported no GPU memory figures (/session/metrics gpu is empty)"
+    return CheckResult(name, True, reason, None, skipped=True)
 
 
 def _frame_thresholds(limits: MonitorLimits) -> FrameThresholds:

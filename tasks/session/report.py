@@ -7,17 +7,20 @@ from dataclasses import dataclass
 from prefect import task
 from prefect.artifacts import acreate_markdown_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.states import Completed, Failed, State
 
 from analytics.lake import Lake
 from analytics.records import RunRecord
 from config.scenarios import Scenario
 from config.settings import Settings, load_settings
-from tasks.session.run_state import RunTarget
+from tasks.session.target import RunTarget
 
 SUMMARY_FIGURES = (
-    "connect_s", "load_s", "first_frame_s", "stream_s", "fps_steady", "fps_p50", "fps_p05",
-    "frames_sampled", "frames_valid", "prompt_switches", "prompt_switches_responded",
-    "vram_peak_mb", "vram_growth_mb", "cold_start",
+    "media_driver", "media_path", "connect_s", "load_s", "first_frame_s", "stream_s", "fps_steady", "fps_p50",
+    "fps_p05", "fps_received", "freeze_count", "frame_interval_p95_ms", "packets_lost", "codec",
+    "frames_sampled", "frames_valid", "prompt_switches", "prompt_switches_evaluated",
+    "prompt_switches_responded", "prompt_latency_p50_s", "vram_peak_mb", "vram_growth_mb", "cold_start",
+    "tick_lag_p95_ms", "ticks_missed",
 )
 
 
@@ -75,6 +78,8 @@ def run_summary(record: RunRecord) -> dict:
         "failure_phase": record.failure_phase,
         "failure_reason": record.failure_reason,
         "checks_failed": list(record.checks_failed or []),
+        "checks_skipped": list(record.checks_skipped or []),
+        "interrupted_by": record.interrupted_by,
         "artifacts_path": record.artifacts_path,
     }
     summary.update({name: getattr(record, name, None) for name in SUMMARY_FIGURES})
@@ -97,6 +102,8 @@ def run_markdown(summary: dict) -> str:
             f"- evidence: `{summary['artifacts_path']}`",
             "",
         ]
+    if summary.get("checks_skipped"):
+        lines += ["checks that could not run:", *[f"- {item}" for item in summary["checks_skipped"]], ""]
     lines += ["| figure | value |", "|---|---|"]
     lines += [f"| {name} | {_fmt(summary.get(name))} |" for name in SUMMARY_FIGURES]
     return "\n".join(lines)
@@ -112,6 +119,27 @@ async def publish_run_artifact(record: RunRecord) -> dict:
         description=f"{record.scenario}: {record.outcome}",
     )
     return summary
+
+
+def flow_state(summary: dict) -> State:
+    """The flow run's final state carries the verdict, so the Prefect UI's history is the run history."""
+    outcome, reason = summary["outcome"], summary.get("failure_reason") or ""
+    if outcome == "passed":
+        return Completed(message="passed", data=summary)
+    if outcome == "unavailable":
+        return Completed(name="Unavailable", message=reason, data=summary)
+    if outcome == "aborted":
+        return Failed(name="Aborted", message=f"aborted: {reason}", data=summary)
+    return Failed(message=f"{summary.get('failure_category')}/{summary.get('failure_phase')}: {reason}",
+                  data=summary)
+
+
+async def run_summary_of(state: State) -> dict:
+    """The run summary a `run-scenario` state carries (failed runs too); re-raise what crashed it."""
+    result = await state.result(raise_on_failure=False)
+    if isinstance(result, BaseException):
+        raise result
+    return result
 
 
 def _artifact_key(scenario: str) -> str:

@@ -6,7 +6,7 @@ from analytics.lake import Lake
 from analytics.records import RunRecord
 from config.settings import Settings
 from simulator.testing import running_simulator
-from tasks.session.run_state import RunTarget
+from tasks.session.target import RunTarget
 from tasks.scope.client import DEFAULT_TIMEOUTS, ScopeTimeouts
 from tasks.session.lifecycle import run_session
 

@@ -18,7 +18,7 @@ import pytest
 
 from analytics.lake import Lake
 from simulator.testing import running_simulator
-from tasks.session.run_state import RunTarget
+from tasks.session.target import RunTarget
 from tasks.session.lifecycle import run_session
 from tests.conftest import DEMO_CONFIG, TEST_API_KEY
 
@@ -35,7 +35,7 @@ HARNESS_SCRIPT = """
 import asyncio, sys
 from analytics.lake import Lake
 from config.settings import load_settings
-from tasks.session.run_state import RunTarget
+from tasks.session.target import RunTarget
 from tasks.session.lifecycle import run_session
 
 config, scope_url, data_dir, scenario, orchestrator, duration_s = sys.argv[1:7]

@@ -13,7 +13,7 @@ import pytest
 
 from analytics.lake import Lake
 from simulator.testing import running_fleet
-from tasks.session.run_state import RunTarget
+from tasks.session.target import RunTarget
 from tasks.session.lifecycle import run_session
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]

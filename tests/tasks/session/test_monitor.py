@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-from tasks.session.monitor import STALE, MonitorLimits, StreamMonitor, Tick
-from tasks.scope.models import GpuStats, HeadlessStats, SessionMetrics
+from tasks.scope.models import GpuStats
+from tasks.session.driver import StreamCounters, Tick
+from tasks.session.monitor import STALE, MonitorLimits, StreamMonitor
 
 SIZE = 256
 TICK_S = 0.5
@@ -48,9 +49,9 @@ def black(seed: int) -> bytes:
 
 
 def tick(t_s: float, frame: bytes | None, frames_out: int | None, vram_mb: float = 9000.0) -> Tick:
-    headless = {} if frames_out is None else {"headless": HeadlessStats(frames_out=frames_out)}
-    metrics = SessionMetrics(sessions=headless, gpu=GpuStats(vram_allocated_mb=vram_mb, vram_total_mb=24564.0))
-    return Tick(t_s=t_s, captured_at=T0 + dt.timedelta(seconds=t_s), frame=frame, metrics=metrics)
+    counters = None if frames_out is None else StreamCounters(frames_out=frames_out)
+    gpu = GpuStats(vram_allocated_mb=vram_mb, vram_total_mb=24564.0)
+    return Tick(t_s=t_s, captured_at=T0 + dt.timedelta(seconds=t_s), frame=frame, counters=counters, gpu=gpu)
 
 
 def feed(monitor: StreamMonitor, ticks: Iterable[Tick]) -> list[tuple[str, object]]:
@@ -91,7 +92,7 @@ def test_a_stall_with_an_unchanged_frame_is_stale_not_frozen(look_a):
     monitor = StreamMonitor(LIMITS)
     head = healthy_ticks(6, look=look_a)
     feed(monitor, head)
-    last_frame, last_count = head[-1].frame, head[-1].metrics.headless.frames_out
+    last_frame, last_count = head[-1].frame, head[-1].counters.frames_out
     stall_started_s = head[-1].t_s
     stalled = [tick(stall_started_s + (i + 1) * TICK_S, last_frame, last_count) for i in range(12)]
     seen = feed(monitor, stalled)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tasks.session.checks import CheckResult
-from errors import Category, NoCapacity, Phase, PhaseFailed, PhaseTimeout, ScopeTimeout
+from errors import Category, HarnessError, NoCapacity, Phase, PhaseFailed, PhaseTimeout, ScopeTimeout
 from tasks.session.verdict import PHASE_CHECK, Verdict, decide
 
 
@@ -25,14 +25,34 @@ def test_all_checks_pass_and_no_failure_is_passed():
     assert decide(None, []) == Verdict("passed")
 
 
-def test_a_cancelled_run_is_aborted_and_blamed_on_the_harness():
+def test_an_interrupted_run_is_aborted_and_blamed_on_the_harness():
     failure = PhaseFailed("stream died", category=Category.RUNNER, phase=Phase.STREAM)
-    verdict = decide(failure, [failed("fps")], cancelled=True)
+    verdict = decide(failure, [failed("fps")], interrupted_by="SIGTERM", interrupted_in=Phase.STREAM)
     assert verdict.outcome == "aborted"
     assert verdict.failure_category == Category.HARNESS
     assert verdict.failure_phase == "stream"
-    assert "cancelled" in verdict.failure_reason
-    assert decide(None, ALL_PASS, cancelled=True).outcome == "aborted"
+    assert "SIGTERM" in verdict.failure_reason
+    everything_passed = decide(None, ALL_PASS, interrupted_by="SIGINT", interrupted_in=Phase.START)
+    assert everything_passed.outcome == "aborted" and everything_passed.failure_phase == "start"
+
+
+def test_a_harness_failure_is_aborted_never_a_verdict_on_the_orchestrator():
+    lake_down = HarnessError("could not land the started row", phase=Phase.PREPARE)
+    verdict = decide(lake_down, ALL_PASS)
+    assert (verdict.outcome, verdict.failure_category, verdict.failure_phase) == ("aborted", "harness", "prepare")
+
+
+def test_a_lagging_harness_aborts_the_run_before_any_stream_check_blames_scope():
+    lag = CheckResult("harness_lag", False, "harness tick lag p95 900 ms", 900.0)
+    verdict = decide(None, [failed("stall"), lag], first_check="stall")
+    assert (verdict.outcome, verdict.failure_category) == ("aborted", "harness")
+    assert verdict.checks_failed == ("stall", "harness_lag")
+
+
+def test_a_session_that_did_not_go_through_the_relay_is_a_protocol_failure():
+    relay = CheckResult("relay", False, "asked for the cloud but the media path is local", None)
+    verdict = decide(None, [*ALL_PASS, relay])
+    assert (verdict.outcome, verdict.failure_category, verdict.checks_failed) == ("failed", "protocol", ("relay",))
 
 
 def test_no_capacity_is_unavailable_and_not_a_failure():

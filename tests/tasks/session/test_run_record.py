@@ -1,4 +1,4 @@
-"""Run state: the prompt switch schedule, run ids, and a run's shortened scenario."""
+"""Run identity: the prompt switch schedule, run ids, and a run's shortened scenario."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import re
 import pytest
 
 from analytics.lake import Lake
-from tasks.session.run_state import MIN_SWITCH_LEAD_S, RunState, RunTarget, new_run_id, prompt_switch_times
-from tasks.scope.client import ScopeClient
+from tasks.session.run_record import MIN_SWITCH_LEAD_S, RunIdentity, prompt_switch_times
+from tasks.session.target import RunTarget, new_run_id, utc_now
 from tests.conftest import with_thresholds
 
 DURATIONS_S = (2.0, 4.0, 8.0, 12.0, 13.0, 15.0, 20.0, 45.0, 60.0, 300.0, 900.0)
@@ -63,26 +63,22 @@ def test_run_ids_sort_by_start_time_and_are_unique():
     assert ids[0].startswith("20250301T120000-")
 
 
-async def test_a_shortened_run_keeps_its_scenario_name(demo_settings, tmp_path):
+def test_a_shortened_run_keeps_its_scenario_name(demo_settings, tmp_path):
     scenario = demo_settings.scenario("longlive_t2v_15s")
-    async with ScopeClient("http://127.0.0.1:9") as client:  # never called
-        run = RunState(scenario=scenario, settings=demo_settings, client=client, lake=Lake(tmp_path),
-                       target=RunTarget(scope_url="http://127.0.0.1:9"), duration_s=4.0)
-        run.frames.close()
+    run = RunIdentity.new(scenario=scenario, target=RunTarget(scope_url="http://127.0.0.1:9"), lake=Lake(tmp_path),
+                          duration_s=4.0, clock=utc_now)
     assert run.scenario.name == scenario.name and run.scenario.duration_class == scenario.duration_class
     assert run.duration_s == 4.0
     assert run.scenario.hard_cap_s == pytest.approx(scenario.hard_cap_s - scenario.duration_s + 4.0)
     assert sorted(run.prompts) == sorted(scenario.prompts)  # rotated, none lost
     thresholds = demo_settings.thresholds
     expected = prompt_switch_times(4.0, thresholds.prompt_switch_interval_s, thresholds.prompt_response_s)
-    assert run.switch_schedule() == expected and len(expected) == 1
+    assert run.switch_schedule(thresholds) == expected and len(expected) == 1
 
 
-async def test_a_single_prompt_run_never_switches(demo_settings, tmp_path):
+def test_a_single_prompt_run_never_switches(demo_settings, tmp_path):
     settings = with_thresholds(demo_settings, prompt_switch_interval_s=1.0)
     scenario = settings.scenario("longlive_t2v_15s").model_copy(update={"prompts": ("a lone prompt",)})
-    async with ScopeClient("http://127.0.0.1:9") as client:
-        run = RunState(scenario=scenario, settings=settings, client=client, lake=Lake(tmp_path),
-                       target=RunTarget(scope_url="http://127.0.0.1:9"))
-        run.frames.close()
-    assert run.switch_schedule() == []
+    run = RunIdentity.new(scenario=scenario, target=RunTarget(scope_url="http://127.0.0.1:9"), lake=Lake(tmp_path),
+                          clock=utc_now)
+    assert run.switch_schedule(settings.thresholds) == []
