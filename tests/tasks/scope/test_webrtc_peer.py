@@ -72,6 +72,7 @@ class Answerer:
         self.status, self.detail = status, detail
         self.bodies: list[dict] = []
         self.pcs: list[RTCPeerConnection] = []
+        self.sessions: dict[str, RTCPeerConnection] = {}  # live sessions by id, in offer order
         self.prompt = "first"
         self.frames_in = 0
         self.killed = False
@@ -91,7 +92,16 @@ class Answerer:
         await pc.setRemoteDescription(RTCSessionDescription(body["sdp"], body["type"]))
         pc.addTrack(PromptTrack(self))
         await pc.setLocalDescription(await pc.createAnswer())
-        return WebRTCAnswer(sdp=pc.localDescription.sdp, type="answer", sessionId=str(uuid.uuid4()))
+        session_id = str(uuid.uuid4())
+        self.sessions[session_id] = pc
+        return WebRTCAnswer(sdp=pc.localDescription.sdp, type="answer", sessionId=session_id)
+
+    async def end(self, session_id: str) -> bool:
+        """What DELETE /webrtc/offer/{id} does: close that session's connection (False: unknown id)."""
+        pc = self.sessions.pop(session_id, None)
+        if pc is not None:
+            await pc.close()
+        return pc is not None
 
     def _on_message(self, message: str) -> None:
         prompts = json.loads(message).get("prompts")
@@ -111,6 +121,8 @@ class Answerer:
     async def close(self) -> None:
         for pc in self.pcs:
             await pc.close()
+        for task in self.tasks:  # a track whose connection never started never ends by itself
+            task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
 
 
