@@ -61,6 +61,11 @@ class Session:
         self.phase = Phase.PREPARE  # the phase running now: interruptions and hard caps are put there
         self.cloud_touched = False
 
+    def enter(self, phase: Phase) -> None:
+        """Note the phase now running (interruptions and hard caps are put there) and say so."""
+        self.phase = phase
+        self.emit("phase", phase=phase.value)
+
     def emit(self, kind: str, **fields: Any) -> None:
         """Tell progress listeners what this run is doing."""
         target = self.identity.target
@@ -274,14 +279,13 @@ async def drive_session(session: Session, call: PhaseCall = _direct) -> RunRecor
     """Run the lifecycle in order, always clean up and land the final row; return the run record.
 
     An interruption (a signal, a cancellation, Prefect's termination) still gets cleanup and a
-    final `aborted` row, without Prefect (its client may be closed by then), and is re-raised."""
+    final `aborted` row, without Prefect (its client may be closed by then), and is re-raised.
+    One arriving during cleanup or finish does not cut them short: both are bounded."""
     with interrupts.cancel_on_signal():
         results = await _run_phases(session, call, PhaseResults())
-        if results.interruption is not None:
-            call = _direct
         results = results.with_(media_path=await session.media_path())
-        results = results.with_(cleanup_error=await _cleanup(session, call))
-        record = await _finish(session, call, results)
+        results = await _cleanup(session, call, results)
+        record, results = await _finish(session, call, results)
     if results.interruption is not None:
         raise results.interruption
     return record
@@ -291,15 +295,15 @@ async def _run_phases(session: Session, call: PhaseCall, results: PhaseResults) 
     cap = asyncio.timeout(session.scenario.hard_cap_s)
     try:
         async with cap:
-            session.phase = Phase.PREPARE
+            session.enter(Phase.PREPARE)
             results = results.with_(prepared=await call("prepare", session.prepare))
-            session.phase = Phase.CONNECT
+            session.enter(Phase.CONNECT)
             results = results.with_(connected=await call("connect", session.connect))
-            session.phase = Phase.LOAD
+            session.enter(Phase.LOAD)
             results = results.with_(loaded=await call("load", session.load))
-            session.phase = Phase.START
+            session.enter(Phase.START)
             results = results.with_(started=await call("start", session.start, results.prepared, results.loaded))
-            session.phase = Phase.STREAM
+            session.enter(Phase.STREAM)
             results = results.with_(streamed=await call("stream", session.stream, results.started))
     except HarnessError as error:
         results = results.failed(error.with_phase(session.phase))
@@ -310,33 +314,47 @@ async def _run_phases(session: Session, call: PhaseCall, results: PhaseResults) 
     except Exception as error:  # a bug on our side must never be blamed on the orchestrator
         results = results.failed(HarnessError(f"harness error: {type(error).__name__}: {error}", phase=session.phase))
     except BaseException as error:  # a signal, a cancellation: re-raised by drive_session once landed
-        results = results.interrupted(error, session.phase)
-        _uncancel()
+        results = _interrupted(results, error, session.phase)
     return results
 
 
-async def _cleanup(session: Session, call: PhaseCall) -> HarnessError | None:
-    session.phase = Phase.CLEANUP
-    try:
-        await call("cleanup", session.cleanup)
-    except HarnessError as error:
-        return error.with_phase(Phase.CLEANUP)
-    except Exception:  # the orchestration layer failed around cleanup: clean up without it
-        if call is _direct:
-            raise
-        return await _cleanup(session, _direct)
-    return None
+async def _cleanup(session: Session, call: PhaseCall, results: PhaseResults) -> PhaseResults:
+    """Cleanup, through `call` unless the run was interrupted; once more, directly, if it is cut short."""
+    session.enter(Phase.CLEANUP)
+    for attempt in range(2):
+        use = _direct if results.interruption is not None or attempt else call
+        try:
+            await use("cleanup", session.cleanup)
+            return results
+        except HarnessError as error:
+            return results.with_(cleanup_error=error.with_phase(Phase.CLEANUP))
+        except Exception as error:  # the orchestration layer (or a bug) failed around cleanup: again, directly
+            failure = HarnessError(f"cleanup failed: {type(error).__name__}: {error}", phase=Phase.CLEANUP)
+            results = results.with_(cleanup_error=failure)
+        except BaseException as error:  # interrupted while cleaning up: cleanup is idempotent, finish it
+            results = _interrupted(results, error, Phase.CLEANUP)
+    return results
 
 
-async def _finish(session: Session, call: PhaseCall, results: PhaseResults) -> RunRecord:
-    try:
-        return await call("finish", session.finish, results)
-    except HarnessError:
-        raise
-    except Exception:  # the orchestration layer failed around finish: land the row without it
-        if call is _direct:
-            raise
-        return await session.finish(results)
+async def _finish(session: Session, call: PhaseCall, results: PhaseResults) -> tuple[RunRecord, PhaseResults]:
+    """Land the final row, through `call` unless interrupted; directly if the orchestration layer fails."""
+    for attempt in range(2):
+        use = _direct if results.interruption is not None or attempt else call
+        try:
+            return await use("finish", session.finish, results), results
+        except HarnessError:
+            raise  # the run's own records could not land: loudly
+        except Exception:
+            if use is _direct:
+                raise
+        except BaseException as error:
+            results = _interrupted(results, error, Phase.CLEANUP)
+    return await session.finish(results), results
+
+
+def _interrupted(results: PhaseResults, error: BaseException, phase: Phase) -> PhaseResults:
+    _uncancel()
+    return results if results.interruption is not None else results.interrupted(error, phase)
 
 
 def _uncancel() -> None:
