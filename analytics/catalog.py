@@ -74,6 +74,7 @@ _RUNS_OVERRIDES = {
     "outcome": f"CASE WHEN {_OVERDUE} THEN 'aborted' ELSE outcome END",
     "failure_category": f"CASE WHEN {_OVERDUE} THEN 'harness' ELSE failure_category END",
     "failure_reason": f"CASE WHEN {_OVERDUE} THEN {sql_literal(OVERDUE_REASON)} ELSE failure_reason END",
+    "generated": "coalesce(generated, false)",  # files landed before the column existed hold measured runs
 }
 _COVERAGE_COMMENTS = (
     ("runs", "Runs started that day on the orchestrator (any outcome, running included)"),

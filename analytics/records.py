@@ -96,6 +96,9 @@ class RunRecord(LakeRecord):
     scope_instance: str = Field(description="Scope instance the run drove (its URL or configured name)")
     scope_version: str | None = Field(default=None, description="Scope version reported by /health")
     harness_version: str = Field(description="Version of this harness")
+    generated: bool = Field(default=False, description="True for a run made up by analytics/history.py (demo, "
+                            "tests, benchmarks), not measured; no flow lands one. Leave them out of scores and "
+                            "published results (history.measured_runs, or WHERE NOT generated)")
     prefect_flow_run_id: str | None = Field(default=None, description="Prefect flow run id, when run by Prefect")
     started_at: UtcDatetime = Field(description="UTC wall clock when the run began (before any Scope call)")
     ended_at: UtcDatetime | None = Field(default=None, description="UTC wall clock when the run ended (final rows)")
