@@ -2,7 +2,9 @@
 
 Run: ``uv run python bench/bench_analytics.py [--runs 100000] [--frames 10000000] [--days 30] [--lake DIR]``
 
-The lake is generated (seeded) under a temporary directory, laid out like analytics/lake.py:
+The runs are generated (seeded) by analytics/history.py, every one marked `generated` (40 orchestrators
+x 12 scenarios, a fixed number a day each; 3 orchestrators' first frames 60 % slower on the last day),
+the frames here; both land under a temporary directory, laid out like analytics/lake.py:
 ``lake/<table>/date=YYYY-MM-DD/*.parquet`` with each table's own schema (records.polars_schema).
 Two deviations keep generation fast (about 25 s for the defaults):
 - a few files per day (runs: one `started` and one `final` file; frames: 4 chunk files) instead of
@@ -43,57 +45,32 @@ import polars as pl
 
 from analytics.baselines import compute_baselines
 from analytics.drift import compute_drift
+from analytics.history import HistorySpec, Injection, OrchestratorShape, ScenarioShape, generate_history
 from analytics.lake import Lake
 from analytics.records import FrameSample, RunRecord, polars_schema
 
 END = dt.datetime(2026, 3, 31, tzinfo=dt.timezone.utc)  # `now` of the analytics: the end of the last day
 SCENARIOS, PIPELINES, ORCHESTRATORS = 12, 4, 40
 REGRESSED_ORCHESTRATORS = 3  # their first frames get 60 % slower on the last day
-OUTCOMES = {"passed": 0.88, "failed": 0.07, "unavailable": 0.04, "aborted": 0.01}
+OUTCOMES = (("passed", 0.88), ("failed", 0.07), ("unavailable", 0.04), ("aborted", 0.01))
 FRAME_CHUNKS_PER_DAY = 4
 TICK_S = 0.5
 GOAL_ANALYTICS_S = 10.0
 GOAL_QUERY_MS = 100.0
 
 
-def run_metrics(rng: np.random.Generator, scenario: np.ndarray, orchestrator: np.ndarray,
-                last_day: np.ndarray) -> dict[str, np.ndarray]:
-    """Lognormal timings and fps per run: scenario and orchestrator effects times noise."""
-    n = scenario.size
-    scenario_factor = rng.lognormal(0.0, 0.3, SCENARIOS)[scenario]
-    orchestrator_factor = rng.lognormal(0.0, 0.2, ORCHESTRATORS)[orchestrator]
-    slower = np.where(last_day & (orchestrator < REGRESSED_ORCHESTRATORS), 1.6, 1.0)
-    return {
-        "first_frame_s": 2.0 * scenario_factor * orchestrator_factor * slower * rng.lognormal(0, 0.3, n),
-        "load_s": 20.0 * scenario_factor * rng.lognormal(0, 0.3, n),
-        "connect_s": 5.0 * orchestrator_factor * rng.lognormal(0, 0.3, n),
-        "fps_steady": 14.0 / scenario_factor * rng.lognormal(0, 0.1, n),
-    }
-
-
-def generate_runs(rng: np.random.Generator, count: int, days: int) -> pl.DataFrame:
-    """`count` final runs started uniformly over `days` days before END, with the runs schema."""
-    start = END - dt.timedelta(days=days)
-    offset_s = np.sort(rng.uniform(0, days * 86_400, count))
-    scenario, orchestrator = rng.integers(0, SCENARIOS, count), rng.integers(0, ORCHESTRATORS, count)
-    outcome = rng.choice(list(OUTCOMES), count, p=list(OUTCOMES.values()))
-    metrics = run_metrics(rng, scenario, orchestrator, offset_s >= (days - 1) * 86_400)
-    measured = outcome != "unavailable"
-    started_at = pl.Series(np.datetime64(start.replace(tzinfo=None), "us")
-                           + (offset_s * 1e6).astype("timedelta64[us]")).dt.replace_time_zone("UTC")
-    frame = pl.DataFrame({
-        "run_id": [f"bench-{i:07d}" for i in range(count)], "state": "final",
-        "scenario": [f"scenario_{s:02d}" for s in scenario],
-        "pipeline": [f"pipeline_{s % PIPELINES}" for s in scenario],
-        "mode": "t2v", "duration_class": "1m", "planned_duration_s": 60.0, "hard_cap_s": 600.0,
-        "orchestrator": [f"0x{o:040x}" for o in orchestrator], "scope_instance": "bench", "harness_version": "bench",
-        "started_at": started_at, "outcome": outcome, "input_kind": "none",
-        **{name: np.where(measured, values, np.nan) for name, values in metrics.items()},
-    }).with_columns(ended_at=pl.col("started_at") + pl.duration(seconds=75),
-                    failure_category=pl.when(pl.col("outcome") == "failed").then(pl.lit("validation"))
-                    .when(pl.col("outcome") == "aborted").then(pl.lit("harness")),
-                    date=pl.col("started_at").dt.date())
-    return frame.with_columns(pl.col(m).fill_nan(None) for m in metrics)
+def bench_spec(rng: np.random.Generator, runs: int, days: int) -> HistorySpec:
+    """About `runs` runs over `days` days before END: scenario and orchestrator effects, 3 regressed orchestrators."""
+    speeds = rng.lognormal(0.0, 0.3, SCENARIOS)
+    scenarios = tuple(ScenarioShape(f"scenario_{s:02d}", f"pipeline_{s % PIPELINES}", "t2v", 60.0, 14.0 / speed,
+                                    duration_class="1m", speed=float(speed)) for s, speed in enumerate(speeds))
+    orchestrators = tuple(OrchestratorShape(f"0x{o:040x}", connect_s=5.0 * float(f), load_s=20.0,
+                                            first_frame_s=2.0 * float(f), outcomes=OUTCOMES)
+                          for o, f in enumerate(rng.lognormal(0.0, 0.2, ORCHESTRATORS)))
+    slower = tuple(Injection(orchestrator=o.address, metric="first_frame_s", factor=1.6)
+                   for o in orchestrators[:REGRESSED_ORCHESTRATORS])
+    per_day = max(1, round(runs / (days * SCENARIOS * ORCHESTRATORS)))
+    return HistorySpec(orchestrators, scenarios, END, days=days, runs_per_day=per_day, injections=slower, seed=5)
 
 
 def with_schema(frame: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.DataFrame:
@@ -158,14 +135,14 @@ def land_frames(lake: Lake, rng: np.random.Generator, runs: pl.DataFrame, total_
             write_partitioned(lake, "frames", rows, f"frames-{day}-c{chunk}")
 
 
-def generate_lake(lake: Lake, *, runs: int, frames: int, days: int) -> float:
-    """Generate the lake (seeded); returns the seconds it took."""
+def generate_lake(lake: Lake, *, runs: int, frames: int, days: int) -> tuple[float, int]:
+    """Generate the lake (seeded); returns the seconds it took and the runs generated."""
     began = time.perf_counter()
     rng = np.random.default_rng(5)
-    generated = generate_runs(rng, runs, days)
+    generated = generate_history(bench_spec(rng, runs, days))
     land_runs(lake, generated)
     land_frames(lake, rng, generated, frames)
-    return time.perf_counter() - began
+    return time.perf_counter() - began, generated.height
 
 
 def timed(repeats: int, action: Callable[[], Any]) -> tuple[float, float]:
@@ -302,8 +279,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-analytics-") as tmp:
         lake = Lake(args.lake or Path(tmp))
         if next(lake.lake_dir.glob("*/date=*/*.parquet"), None) is None:
-            took = generate_lake(lake, runs=args.runs, frames=args.frames, days=args.days)
-            print(f"generated {args.runs:,} runs and {args.frames:,} frame rows over {args.days} days "
+            took, runs = generate_lake(lake, runs=args.runs, frames=args.frames, days=args.days)
+            print(f"generated {runs:,} runs (analytics/history.py, marked generated) and {args.frames:,} frame rows over {args.days} days "
                   f"in {took:.1f} s ({FRAME_CHUNKS_PER_DAY} frame files per day) at {lake.root}")
         else:
             print(f"reusing the lake at {lake.root}")

@@ -2,7 +2,7 @@
 
 A real Pushgateway and a real Prometheus (the Debian packages, loopback ports) are started;
 Prometheus runs deployments/prometheus.yml (honor_labels, the alert rules) with a 1 s scrape and
-evaluation interval. A small lake is landed: eight days of runs on three orchestrators and four
+evaluation interval. A small lake is landed: eight days of generated runs (analytics/history.py) on three orchestrators and four
 scenarios (one of them regressed today, one orchestrator failing half its runs), plus real
 sessions against the simulator (healthy, black output, no capacity). The analyze computation
 pushes its gauges; once Prometheus has scraped them, every panel target is interpolated the way
@@ -28,6 +28,8 @@ import httpx
 import pytest
 import yaml
 
+from analytics.history import HistorySpec, Injection, OrchestratorShape, ScenarioShape, generate_history
+from analytics.history import land_history as land_generated
 from analytics.lake import Lake
 from analytics.metrics import build_registry
 from analytics.records import RunRecord
@@ -48,12 +50,11 @@ HARNESS = "dashboard-proof"
 HTTP_TIMEOUT_S = 5.0
 WAIT_S = 20.0
 ORCHESTRATORS = ("0x" + "a1" * 20, "0x" + "b2" * 20, "0x" + "c3" * 20)
-FAILING = ORCHESTRATORS[2]  # fails half of its longlive runs today
+FAILING = ORCHESTRATORS[2]  # fails 40 % of its runs, half of its longlive runs today
 # (scenario, pipeline, mode): names as config/demo.yaml expands them; "+" exercises regex escaping
 SCENARIOS = (("longlive_t2v_15s", "longlive", "t2v"), ("longlive_i2v_15s", "longlive", "i2v"),
              ("ltx2_t2v_15s", "ltx2", "t2v"), ("longlive_rife_v2v_15s", "longlive+rife", "v2v"))
 REGRESSED = "ltx2_t2v_15s"  # its first frame is ~2.3x slower in the last 24 h
-FAILURES = (("runner", "load"), ("validation", "stream"), ("orchestrator", "connect"), ("network", "stream"))
 FAST_TIMEOUTS = ScopeTimeouts(connect_s=2.0, read_s=1.5, frame_s=1.5, upload_s=30.0)
 DASHBOARD = load_dashboard()
 TARGETS = targets(DASHBOARD)
@@ -61,44 +62,23 @@ TARGETS = targets(DASHBOARD)
 
 # --- the lake ----------------------------------------------------------------------------------
 
-def synthetic_run(run_id: str, scenario: tuple[str, str, str], orchestrator: str, started: dt.datetime,
-                  outcome: str, index: int, *, first_frame_s: float) -> RunRecord:
-    """One final run with the figures a real run of that outcome has."""
-    name, pipeline, mode = scenario
-    measured = outcome in ("passed", "failed")
-    category, phase = FAILURES[index % len(FAILURES)] if outcome == "failed" else (None, None)
-    category = {"unavailable": "orchestrator", "aborted": "harness"}.get(outcome, category)
-    return RunRecord(
-        run_id=run_id, state="final", scenario=name, pipeline=pipeline, mode=mode, duration_class="15s",
-        planned_duration_s=15.0, hard_cap_s=600.0, orchestrator=orchestrator, scope_instance="sim",
-        harness_version="test", started_at=started, ended_at=started + dt.timedelta(seconds=40), outcome=outcome,
-        failure_category=category, failure_phase=phase if outcome == "failed" else None,
-        failure_reason=f"{category} failure" if category else None,
-        connect_s=1.0 + 0.05 * (index % 7) if measured else None,
-        load_s=(75.0 if index % 5 == 0 else 8.0 + index % 3) if measured else None,
-        first_frame_s=first_frame_s if measured else None,
-        fps_steady=12.0 - 0.1 * (index % 5) if measured else None,
-        stream_s=15.0 if measured else None,
-    )
+def history_spec(now: dt.datetime) -> HistorySpec:
+    """Eight days of every orchestrator x scenario (generated): REGRESSED slower and FAILING failing today."""
+    steady = (("passed", 0.9), ("unavailable", 0.05), ("aborted", 0.05))
+    orchestrators = tuple(OrchestratorShape(address, connect_s=0.45, load_s=0.65, first_frame_s=0.45,
+                                            outcomes=(("passed", 0.6), ("failed", 0.4)) if address == FAILING
+                                            else steady) for address in ORCHESTRATORS)
+    scenarios = tuple(ScenarioShape(name, pipeline, mode, 15.0, 12.0, duration_class="15s")
+                      for name, pipeline, mode in SCENARIOS)
+    injections = (Injection(scenario=REGRESSED, metric="first_frame_s", factor=2.4),
+                  Injection(orchestrator=FAILING, pipeline="longlive", failed_share=0.5))
+    return HistorySpec(orchestrators, scenarios, now, days=8, runs_per_day=6, injections=injections,
+                       cold_start_share=0.2, seed=9)
 
 
 def land_history(lake: Lake, now: dt.datetime) -> None:
-    """Seven days of baseline and a last day of recent runs for every orchestrator x scenario."""
-    baseline = ("passed", "passed", "passed", "passed", "failed")
-    recent = ("passed", "passed", "failed", "unavailable", "aborted")
-    failing = ("passed", "failed") * 6  # 12 verdicts, half passed
-    i = 0
-    for orchestrator in ORCHESTRATORS:
-        for scenario in SCENARIOS:
-            today = failing if orchestrator == FAILING and scenario[1] == "longlive" else recent
-            plan = [(now - dt.timedelta(days=1.5 + k), o, False) for k, o in enumerate(baseline)]
-            plan += [(now - dt.timedelta(hours=1 + 1.5 * k), o, True) for k, o in enumerate(today)]
-            for started, outcome, is_recent in plan:
-                slow = is_recent and scenario[0] == REGRESSED
-                first_frame_s = (1.1 if slow else 0.45) + 0.01 * (i % 9)
-                lake.land_run(synthetic_run(f"syn-{i:04d}", scenario, orchestrator, started, outcome, i,
-                                            first_frame_s=first_frame_s))
-                i += 1
+    """The generated history: 12 verdicts a day on FAILING x longlive, fewer or passing on every other pair."""
+    land_generated(lake, generate_history(history_spec(now)))
 
 
 async def real_runs(lake: Lake, settings) -> list[RunRecord]:
