@@ -47,3 +47,27 @@ def with_attribution(runs: pl.DataFrame) -> pl.DataFrame:
                .when(outcome == "passed").then(pl.lit("passed"))
                .when(against).then(pl.lit("failed")))
     return runs.with_columns(against.alias(AGAINST), verdict.cast(pl.String()).alias(VERDICT))
+
+
+# Figures of a run's stream: on a local or headless path they describe the Scope box.
+STREAM_FIGURES = (
+    "first_frame_s", "stream_s", "fps_steady", "fps_p50", "fps_p05", "fps_received", "fps_received_p50",
+    "fps_received_p05", "freeze_count", "freeze_total_s", "freeze_s", "black_s", "stall_count", "stall_s",
+    "frame_interval_p50_ms", "frame_interval_p95_ms", "frame_interval_max_ms", "prompt_latency_p50_s",
+    "prompt_switches", "prompt_switches_responded", "prompt_switches_evaluated",
+)
+
+
+def orchestrator_view(runs: pl.DataFrame) -> pl.DataFrame:
+    """The runs as evidence about orchestrators: what a local or headless run says of its stream removed.
+
+    On those paths the stream figures become null and a verdict the orchestrator took no part in
+    (a pass, or a failure after `load`) becomes a null outcome, so baselines, drift, scores, pass
+    ratios and gauges never see them; `connect_s`, `load_s` and connect/load failures stay."""
+    attributed = with_attribution(runs)
+    local = pl.col("media_path").is_in(LOCAL_MEDIA_PATHS).fill_null(False)
+    no_verdict = local & pl.col("outcome").is_in(("passed", "failed")) & ~pl.col(AGAINST)
+    nulled = [pl.when(local).then(None).otherwise(pl.col(name)).alias(name)
+              for name in STREAM_FIGURES if name in attributed.columns]
+    outcome = pl.when(no_verdict).then(None).otherwise(pl.col("outcome")).alias("outcome")
+    return attributed.with_columns(*nulled, outcome).drop(AGAINST, VERDICT)

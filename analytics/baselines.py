@@ -13,6 +13,8 @@ Which runs are samples (drift.py uses the same rule, so baselines and drift agre
 - not failures of category `harness`: the harness's own bug says nothing about the orchestrator.
 - not `unavailable` (nothing was measured) nor `aborted` (the harness died; figures untrustworthy).
 - a metric's null or non-finite value is no sample; `n` counts the samples of each metric.
+- the stream figures (first frame, fps) of a `local` or `headless` run are no sample: they describe
+  the Scope box, not an orchestrator (analytics/attribution.py); its connect and load times are.
 Series with no sample of a metric in the window have no row for it.
 """
 
@@ -23,6 +25,7 @@ from typing import Literal
 
 import polars as pl
 
+from analytics.attribution import orchestrator_view
 from analytics.records import BaselineRecord, LakeRecord, as_utc, polars_schema
 
 Direction = Literal["lower", "higher"]
@@ -63,6 +66,7 @@ def metric_samples(runs: pl.DataFrame, *, since: dt.datetime, until: dt.datetime
     Columns: scope, scenario, orchestrator (null in scope `scenario`), metric, value, started_at.
     """
     _require_columns(runs, metrics)
+    runs = orchestrator_view(runs)  # a local or headless run's stream says nothing about an orchestrator
     since, until = as_utc(since), as_utc(until)
     started_at = _started_at_utc(runs)
     usable = runs.lazy().filter(

@@ -32,6 +32,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from analytics.attribution import orchestrator_view
 from analytics.baselines import compute_baselines
 from analytics.coverage import coverage_table
 from analytics.drift import compute_drift
@@ -115,7 +116,7 @@ def analyze_runs(runs: pl.DataFrame, *, now: datetime, orchestrators: Sequence[s
     now = as_utc(now)
     return Analysis(
         computed_at=now,
-        runs=runs,
+        runs=orchestrator_view(runs),  # gauges label orchestrators: only what they took part in
         baselines=compute_baselines(runs, now=now, window_days=BASELINE_WINDOW_DAYS),
         baselines_24h=compute_baselines(runs, now=now, window_days=1),
         drift=compute_drift(runs, now=now),

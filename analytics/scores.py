@@ -37,6 +37,7 @@ from datetime import datetime, timedelta
 
 import polars as pl
 
+from analytics.attribution import orchestrator_view
 from analytics.baselines import compute_baselines
 from analytics.records import ScoreRecord, as_utc
 
@@ -80,7 +81,7 @@ def in_window(runs: pl.DataFrame, *, now: datetime, window: timedelta) -> pl.Dat
 
 def pass_rates(runs: pl.DataFrame, *, now: datetime, window: timedelta) -> pl.DataFrame:
     """Per orchestrator x pipeline: runs (verdicts), passed, failed, pass_rate, Wilson bounds, sufficient_evidence."""
-    verdicts = in_window(runs, now=now, window=window).filter(pl.col("outcome").is_in(VERDICTS))
+    verdicts = in_window(orchestrator_view(runs), now=now, window=window).filter(pl.col("outcome").is_in(VERDICTS))
     counts = verdicts.group_by("orchestrator", "pipeline").agg(
         pl.len().cast(pl.Int64).alias("runs"),
         (pl.col("outcome") == "passed").sum().cast(pl.Int64).alias("passed"),
@@ -146,7 +147,8 @@ def _quality_components(window_runs: pl.DataFrame, baselines: pl.DataFrame) -> p
 def compute_scores(runs: pl.DataFrame, *, now: datetime, window_days: int = DEFAULT_WINDOW_DAYS) -> pl.DataFrame:
     """ScoreRecord rows (as a frame) per orchestrator x pipeline; best score first, unranked last."""
     window = timedelta(days=window_days)
-    window_runs = in_window(runs, now=now, window=window).filter(pl.col("orchestrator").is_not_null())
+    window_runs = in_window(orchestrator_view(runs), now=now, window=window).filter(
+        pl.col("orchestrator").is_not_null())
     rates = pass_rates(window_runs, now=now, window=window)
     baselines = compute_baselines(runs, now=now, window_days=window_days)
     scored = rates.join(_quality_components(window_runs, baselines), on=["orchestrator", "pipeline"], how="left")
