@@ -3,17 +3,27 @@
 fleet → discover → dispatch a compressed day → analyze → metrics. The fleet's orchestrators
 behave in known ways (healthy, slow, stalling, black output, deaf to prompts, no capacity),
 so the summary shows, next to what was injected, what the harness made of each.
+
+Then a generated week of history (analytics/history.py, every run marked `generated`) lands
+with a regression injected on one orchestrator's last day, and `analyze` runs again: the
+baselines have rows and the drift report shows that regression with its p-value. It lands
+after the live runs because the planner reads the lake (coverage, budget): generated runs
+must not change what the live part does.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+
+from analytics.history import HistorySpec, Injection, OrchestratorShape, ScenarioShape, generate_history, land_history
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_CONFIG = ROOT / "config" / "demo.yaml"
@@ -91,7 +101,7 @@ def verdict_table(lake, fleet) -> tuple[str, bool]:
     frame = lake.query_frame(
         "select orchestrator, count(*) runs, count(*) filter (outcome = 'passed') passed, "
         "count(*) filter (outcome = 'failed') failed, count(*) filter (outcome = 'unavailable') unavailable, "
-        "mode(checks_failed[1]) first_check, mode(outcome) outcome from runs group by 1"
+        "mode(checks_failed[1]) first_check, mode(outcome) outcome from runs where generated is not true group by 1"
     )
     by_orchestrator = {row["orchestrator"].lower(): row for row in frame.iter_rows(named=True)}
     rows, all_expected = [], True
@@ -110,14 +120,128 @@ def verdict_table(lake, fleet) -> tuple[str, bool]:
     return format_table(columns, rows), all_expected
 
 
+# --- generated history: a compressed week before the live runs, so baselines and drift have data ---
+
+HISTORY_SEED = 22
+HISTORY_DAYS = 8  # drift: 7 days of baseline, then the last 24 h
+HISTORY_RUNS_PER_DAY = 12  # per orchestrator x scenario
+HARNESS_POLL_S = 0.15  # what the harness's status polling adds to the simulator's own timings (measured)
+REGRESSION = {"metric": "first_frame_s", "factor": 1.6}  # on the first orchestrator's first scenario, last day
+FAILING_CHECKS = {"stall": "stall", "black": "black", "prompt_insensitive": "prompt_response"}
+
+
+@dataclass(frozen=True)
+class DemoHistory:
+    """What the history step landed: how many runs, the injected change, how long it took, what was there."""
+
+    runs: int
+    injection: Injection
+    seconds: float
+    earlier_generated: int
+
+
+def orchestrator_shape(address: str, profile_name: str) -> OrchestratorShape:
+    """How an orchestrator with this simulator profile looks in generated history."""
+    from simulator.profiles import build_profile
+
+    profile = build_profile(profile_name)
+    figures = {name: getattr(profile, name)[0] + HARNESS_POLL_S for name in ("connect_s", "load_s", "first_frame_s")}
+    if profile_name == "no_capacity":
+        return OrchestratorShape(address, **figures, outcomes=(("unavailable", 1.0),))
+    if profile_name in FAILING_CHECKS:
+        return OrchestratorShape(address, **figures, fps=profile.fps_out, outcomes=(("failed", 1.0),),
+                                 failure=("validation", "stream", FAILING_CHECKS[profile_name]))
+    return OrchestratorShape(address, **figures, fps=profile.fps_out)
+
+
+def demo_history_spec(instances, settings, end: dt.datetime) -> HistorySpec:
+    """The demo fleet's orchestrators and the config's scenarios, a regression on the first pair's last day."""
+    scenarios = tuple(ScenarioShape(s.name, s.pipeline, s.mode, s.duration_s, s.expected_fps,
+                                    tuple(s.pipeline_ids), s.duration_class) for s in settings.expand_scenarios())
+    orchestrators = tuple(orchestrator_shape(i.orchestrator_address, i.profile) for i in instances)
+    injection = Injection(orchestrator=orchestrators[0].address, scenario=scenarios[0].name, **REGRESSION)
+    return HistorySpec(orchestrators, scenarios, end, days=HISTORY_DAYS, runs_per_day=HISTORY_RUNS_PER_DAY,
+                       injections=(injection,), seed=HISTORY_SEED)
+
+
+def land_demo_history(lake, instances, settings, *, end: dt.datetime | None = None) -> DemoHistory:
+    """Generate the demo fleet's week (marked generated) and land it; what was landed."""
+    began = time.perf_counter()
+    earlier = lake.query("select count(*) from runs where generated").rows[0][0]
+    spec = demo_history_spec(instances, settings, end or dt.datetime.now(dt.timezone.utc))
+    landed = land_history(lake, generate_history(spec))
+    return DemoHistory(landed, spec.injections[0], time.perf_counter() - began, earlier)
+
+
+async def history_and_analysis(instances, config: Path, data_dir: Path) -> DemoHistory:
+    """Land the generated week, then run `analyze` again so baselines and drift include it."""
+    from analytics.lake import Lake
+    from config.settings import load_settings
+    from flows.analyze import analyze
+
+    history = land_demo_history(Lake(data_dir), instances, load_settings(config))
+    await analyze(config=str(config))
+    return history
+
+
+def print_history(history: DemoHistory) -> None:
+    """Say that the history was generated, how much, and what was injected."""
+    injected = history.injection
+    print(f"\nhistory: {history.runs} GENERATED runs (runs.generated = true, not measured) over {HISTORY_DAYS} days, "
+          f"{HISTORY_RUNS_PER_DAY} a day per orchestrator x scenario, landed in {history.seconds:.1f} s, "
+          f"seed {HISTORY_SEED}")
+    print(f"  injected on the last day: {injected.metric} x{injected.factor:g} for {injected.scenario} on "
+          f"{injected.orchestrator}")
+    if history.earlier_generated:
+        print(f"  the lake also holds {history.earlier_generated} generated runs of earlier demos (make clean "
+              "starts afresh)")
+
+
+def print_baselines(lake, injection: Injection) -> None:
+    """The baselines of the injected scenario: every orchestrator pooled, and the injected orchestrator's."""
+    from deployments.tables import format_table
+
+    count = lake.query("select count(*) from baselines").rows[0][0]
+    frame = lake.query_frame(
+        "select scope, scenario, coalesce(orchestrator[:12] || '…', 'all') orchestrator, metric, "
+        "round(p50, 3) p50, round(p95, 3) p95, n from baselines "
+        f"where scenario = '{injection.scenario}' and (orchestrator is null or lower(orchestrator) = "
+        f"'{injection.orchestrator.lower()}') order by scope desc, metric")
+    print(f"\nbaselines (7-day P50 / P95 incl. the last day; {count} series, those of {injection.scenario}):")
+    print(format_table(frame.columns, frame.rows()))
+
+
+def drift_found(lake, injection: Injection) -> tuple[bool, list[str]]:
+    """Whether drift flagged the injected series as regressed; every other series it flagged."""
+    flagged = lake.query_frame("select scenario, orchestrator, metric, verdict from drift "
+                               "where verdict in ('regressed', 'improved')")
+    found, others = False, []
+    for row in flagged.iter_rows(named=True):
+        injected = (row["scenario"] == injection.scenario and row["metric"] == injection.metric
+                    and (row["orchestrator"] or "").lower() == injection.orchestrator.lower())
+        found |= injected and row["verdict"] == "regressed"
+        if not injected:
+            others.append(f"{row['verdict']} {row['metric']} {row['scenario']} on {row['orchestrator'] or 'all'}")
+    return found, others
+
+
+def print_drift_check(lake, history: DemoHistory) -> bool:
+    """One line: the injected regression found (or not), and any other series drift flagged."""
+    found, others = drift_found(lake, history.injection)
+    head = "drift found the injected regression" if found else "DRIFT DID NOT FIND THE INJECTED REGRESSION"
+    print(f"\n{head}" + (" and flagged nothing else" if not others else f"; it also flagged: {'; '.join(others)}"))
+    return found
+
+
 def main() -> int:
-    """Run the demo; exit 0 when every orchestrator got the verdict its injected behaviour calls for."""
+    """Run the demo; exit 0 when every orchestrator got its expected verdict and drift found the injected regression."""
     data_dir = _environment()
     from analytics.lake import Lake
     from simulator.testing import running_fleet
     from tasks.session.progress import listen
 
-    print(f"scope-loadtest demo: fleet → discover → dispatch ({DISPATCH_WINDOW_S:.0f} s) → analyze → metrics")
+    print(f"scope-loadtest demo: fleet → discover → dispatch ({DISPATCH_WINDOW_S:.0f} s) → analyze → "
+          "a generated week of history → analyze → metrics")
     print(f"lake: {data_dir}")
     with running_fleet(instances=len(PROFILES), orchestrators=len(PROFILES), profiles=PROFILES,
                        overrides={"fault_after_s": FAULT_AFTER_S}) as fleet:
@@ -129,16 +253,20 @@ def main() -> int:
             print("starting a temporary local Prefect API (15-20 s; set PREFECT_API_URL to use a running server)…")
         with listen(DemoProgress()):
             discovered, dispatched = asyncio.run(pipeline(str(config)))
+        history = asyncio.run(history_and_analysis(fleet.instances, config, data_dir))
         lake = Lake(data_dir)
         lake.refresh_catalog()
         table, all_expected = verdict_table(lake, fleet)
     print(f"\ndiscovered {discovered.get('orchestrators', discovered)}; dispatched {dispatched['launched']} runs: "
           f"{dispatched['outcomes']}")
     print("\n" + table)
+    print_history(history)
+    print_baselines(lake, history.injection)
     print_reports(lake, data_dir)
+    drift_ok = print_drift_check(lake, history)
     print("\nevery orchestrator got the verdict its injected behaviour calls for" if all_expected
           else "\nSOME ORCHESTRATORS DID NOT GET THE EXPECTED VERDICT (see as_expected)")
-    return 0 if all_expected else 1
+    return 0 if all_expected and drift_ok else 1
 
 
 def print_reports(lake, data_dir: Path) -> None:
