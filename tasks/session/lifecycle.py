@@ -33,7 +33,16 @@ from tasks.session import interrupts
 from tasks.session.driver import MediaDriver, MediaPath, SessionPlan, Tick
 from tasks.session.inputs import ensure_local_input, ensure_uploaded, pipelines_to_load
 from tasks.session.monitor import StreamMonitor
-from tasks.session.phases import Connected, Loaded, PhaseResults, Prepared, Started, Streamed, TickClock
+from tasks.session.phases import (
+    Connected,
+    Loaded,
+    PhaseResults,
+    Prepared,
+    Started,
+    Streamed,
+    TickClock,
+    retry_network_blips,
+)
 from tasks.session.preflight_check import preflight_scenario
 from tasks.session.progress import ProgressEvent, emit
 from tasks.session.recorder import RunRecorder
@@ -44,7 +53,6 @@ T = TypeVar("T")
 PhaseCall = Callable[..., Awaitable[Any]]  # (phase name, phase function, *its arguments) -> its result
 CONNECT_POLL_S = 0.25
 MEDIA_PATH_TIMEOUT_S = 5.0
-BACKOFF_FIRST_S = 0.1
 
 
 class Session:
@@ -197,22 +205,8 @@ class Session:
 
     async def _tick_with_grace(self) -> Tick:
         """One tick; a network failure is retried with back-off for up to tick_error_grace_s."""
-        first_failed_at: float | None = None
-        backoff_s = BACKOFF_FIRST_S
-        while True:
-            sent_at = time.monotonic()
-            try:
-                return await self.driver.tick(with_metrics=True)
-            except HarnessError as error:
-                if error.category != Category.NETWORK:
-                    raise
-                self.ticks.errors += 1
-                first_failed_at = sent_at if first_failed_at is None else first_failed_at
-                left_s = self.thresholds.tick_error_grace_s - (time.monotonic() - first_failed_at)
-                if left_s <= 0:
-                    raise
-                await asyncio.sleep(min(backoff_s, left_s))
-                backoff_s *= 2
+        return await retry_network_blips(lambda: self.driver.tick(with_metrics=True),
+                                         grace_s=self.thresholds.tick_error_grace_s, clock=self.ticks)
 
     async def _switch_prompt(self) -> None:
         assert self.monitor is not None

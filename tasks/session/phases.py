@@ -10,15 +10,19 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 
-from errors import HarnessError, Phase
+from errors import Category, HarnessError, Phase
 from tasks.session.checks import CheckResult
 from tasks.session.driver import MediaPath
 from tasks.session.inputs import InputPaths
 from tasks.session.interrupts import interruption_name
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -125,3 +129,27 @@ class TickClock:
     def lag_p95_ms(self) -> float | None:
         """95th percentile of tick lateness, ms (None before any tick)."""
         return float(np.percentile(self.lags_ms, 95)) if self.lags_ms else None
+
+
+BACKOFF_FIRST_S = 0.1
+
+
+async def retry_network_blips(read: Callable[[], Awaitable[T]], *, grace_s: float, clock: TickClock) -> T:
+    """`read()`, retried with doubling back-off while it fails with a network error for less than
+    `grace_s` (timed from the first failing attempt's start); each failure is counted on `clock`."""
+    first_failed_at: float | None = None
+    backoff_s = BACKOFF_FIRST_S
+    while True:
+        sent_at = time.monotonic()
+        try:
+            return await read()
+        except HarnessError as error:
+            if error.category != Category.NETWORK:
+                raise
+            clock.errors += 1
+            first_failed_at = sent_at if first_failed_at is None else first_failed_at
+            left_s = grace_s - (time.monotonic() - first_failed_at)
+            if left_s <= 0:
+                raise
+            await asyncio.sleep(min(backoff_s, left_s))
+            backoff_s *= 2

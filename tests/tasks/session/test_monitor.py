@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import io
 from collections.abc import Iterable
@@ -226,3 +227,32 @@ def test_missing_frames_and_metrics_are_recorded_not_fatal(look_a):
     verdict, fatal = feed(monitor, [tick(3 * TICK_S, None, None)])[0]
     assert verdict == "missing" and fatal is None
     assert monitor.finish().verdict_counts == {"valid": 3, "missing": 1}
+
+
+def test_a_window_never_swallows_the_next_switch(look_a, look_b):
+    """After a switch, the next one waits until the window closed and the noise was measured again."""
+    monitor = StreamMonitor(LIMITS)
+    feed(monitor, healthy_ticks(8, look=look_a))
+    assert monitor.ready_for_switch(8 * TICK_S)
+    monitor.note_prompt_switch(8 * TICK_S - 0.1, T0, "a forest", "a desert")
+    assert not monitor.ready_for_switch(8 * TICK_S)  # its window is open, no noise measured since
+    feed(monitor, [tick((8 + i) * TICK_S, noisy(look_b, 200 + i), int((8 + i) * TICK_S * FPS)) for i in range(3)])
+    assert monitor.switches[0].responded_at_s is not None  # answered: the window closed early
+    assert not monitor.ready_for_switch(11 * TICK_S)  # but the new look's own noise is not measured yet
+    feed(monitor, [tick((11 + i) * TICK_S, noisy(look_b, 300 + i), int((11 + i) * TICK_S * FPS)) for i in range(5)])
+    assert monitor.ready_for_switch(16 * TICK_S)
+    monitor.note_prompt_switch(16 * TICK_S - 0.1, T0, "a desert", "a forest")
+    feed(monitor, [tick((16 + i) * TICK_S, noisy(look_a, 400 + i), int((16 + i) * TICK_S * FPS)) for i in range(12)])
+    result = monitor.finish()
+    assert [r.evaluated and r.responded for _, r in result.switches] == [True, True]
+
+
+def test_checks_that_cannot_run_are_skipped_with_their_reason_not_passed(look_a):
+    """Scope 0.2.4 reports no GPU memory, and a pipeline may ignore prompts: both checks are skipped, said."""
+    limits = dataclasses.replace(LIMITS, prompts_unsupported="passthrough does not support prompts (schema)")
+    monitor = StreamMonitor(limits)
+    no_gpu = [dataclasses.replace(t, gpu=None) for t in healthy_ticks(12, look=look_a)]
+    feed(monitor, no_gpu)
+    skipped = {c.name: c.reason for c in monitor.finish().checks if c.skipped}
+    assert set(skipped) == {"vram_leak", "vram_ceiling", "prompt_response"}
+    assert "not measured" in skipped["vram_leak"] and "does not support prompts" in skipped["prompt_response"]

@@ -9,7 +9,7 @@ import re
 import pytest
 
 from analytics.lake import Lake
-from tasks.session.run_record import MIN_SWITCH_LEAD_S, RunIdentity, prompt_switch_times
+from tasks.session.run_record import MIN_SWITCH_LEAD_S, RunIdentity, monitor_limits, prompt_switch_times
 from tasks.session.target import RunTarget, new_run_id, utc_now
 from tests.conftest import with_thresholds
 
@@ -82,3 +82,13 @@ def test_a_single_prompt_run_never_switches(demo_settings, tmp_path):
     run = RunIdentity.new(scenario=scenario, target=RunTarget(scope_url="http://127.0.0.1:9"), lake=Lake(tmp_path),
                           clock=utc_now)
     assert run.switch_schedule(settings.thresholds) == []
+
+
+def test_the_fps_bar_is_relative_to_the_pipelines_expected_fps(demo_settings):
+    """min_fps is a floor; a 24-fps chain must reach min_fps_ratio x 24, not just 6."""
+    thresholds = demo_settings.thresholds
+    chain = next(s for s in demo_settings.expand_scenarios() if s.expected_fps >= 20)
+    single = demo_settings.scenario("longlive_t2v_15s")
+    assert monitor_limits(demo_settings, chain, None).min_fps == thresholds.min_fps_ratio * chain.expected_fps
+    assert monitor_limits(demo_settings, single, None).min_fps == max(
+        thresholds.min_fps, thresholds.min_fps_ratio * single.expected_fps)
