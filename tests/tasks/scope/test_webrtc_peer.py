@@ -19,6 +19,7 @@ from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSes
 from aiortc.mediastreams import MediaStreamError
 
 from errors import Category, PhaseFailed, ScopeHTTPError
+from tasks.scope.arrivals import FrameArrivals
 from tasks.scope.models import WebRTCAnswer
 from tasks.scope.webrtc import OfferPlan, ScopePeer, encoded_clip, luma_plane
 from tasks.session.inputs import VIDEO, ensure_local_input
@@ -257,3 +258,34 @@ def test_the_clip_is_encoded_once_with_a_keyframe_each_second(clip_path):
     assert keyframes == [0, 12, 24, 36]
     frames = [frame for data in clip.packets for frame in decoder.decode(av.Packet(data))]
     assert len(frames) == 48
+
+
+def arrivals_at(times: list[float]) -> FrameArrivals:
+    arrivals = FrameArrivals()
+    for at in times:
+        arrivals.add(at)
+    return arrivals
+
+
+def test_a_gap_is_a_freeze_only_past_the_w3c_bound():
+    steady = [i / 15 for i in range(40)]  # 66.7 ms apart: the bound is mean + 150 ms = 216.7 ms
+    just_under = arrivals_at(steady + [steady[-1] + 0.210, steady[-1] + 0.210 + 1 / 15])
+    over = arrivals_at(steady + [steady[-1] + 0.230, steady[-1] + 0.230 + 1 / 15])
+    assert just_under.freeze_count == 0
+    assert over.freeze_count == 1 and over.freeze_total_s == pytest.approx(0.230)
+
+
+def test_slow_streams_use_three_times_the_mean():
+    slow = [i * 0.5 for i in range(31)]  # 2 fps: 3 x 500 ms beats 500 + 150 ms
+    assert arrivals_at(slow + [15.0 + 1.4]).freeze_count == 0
+    assert arrivals_at(slow + [15.0 + 1.6]).freeze_count == 1
+
+
+def test_fps_after_the_warm_up_with_window_percentiles_and_gaps():
+    times = [i / 10 for i in range(50)] + [5.0 + i / 20 for i in range(100)]  # 10 fps, then 20 fps
+    figures = arrivals_at(times).figures(warmup_s=5.0, until=10.0)
+    assert figures.fps_received == pytest.approx(20.0, rel=0.01)
+    assert figures.fps_received_p50 == 20 and figures.fps_received_p05 == pytest.approx(20, abs=1)
+    assert figures.frame_interval_max_ms == pytest.approx(100.0)
+    assert arrivals_at(times).figures(warmup_s=9.5, until=10.0).fps_received is None
+    assert arrivals_at([]).figures(warmup_s=0, until=1.0).frames_received == 0
