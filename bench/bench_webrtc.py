@@ -46,6 +46,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
+    """A free loopback TCP port."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -97,6 +98,7 @@ async def open_sessions(client: ScopeClient, count: int, mode: str, clip: Path |
 
 
 async def close_sessions(client: ScopeClient, peers: list[ScopePeer]) -> None:
+    """DELETE every session, then close its peer connection."""
     for peer in peers:
         peer.mark_closing()
         if peer.session_id:
@@ -133,6 +135,7 @@ async def measure(client: ScopeClient, url: str, sim_pid: int, count: int, mode:
 
 
 def show(row: dict) -> None:
+    """Print one measured row."""
     loss = f"{row['loss'] * 100:5.2f} %" if row["loss"] is not None else "  n/a  "
     decode = f"{row['decode_ms']:.2f}" if row["decode_ms"] is not None else "n/a"
     print(f"{row['mode']:5} {row['sessions']:3d} sessions ({row['started']:3d} started): harness "
@@ -143,11 +146,13 @@ def show(row: dict) -> None:
 
 
 async def load(client: ScopeClient, pipeline: str) -> None:
+    """Load one pipeline and wait until it is loaded."""
     await client.load_pipelines([pipeline])
     await client.wait_until_loaded(timeout_s=30)
 
 
 async def bench(url: str, sim_pid: int, steps: list[int], measure_s: float, clip: Path) -> None:
+    """Text-mode cost, then video-mode sessions stepped up until more than 1 % of frames are lost."""
     async with ScopeClient(url) as client:
         for _ in range(100):
             try:

@@ -44,6 +44,7 @@ FPS_OUT_WINDOW_S = 1.0
 
 
 def _utc_now() -> datetime:
+    """The UTC wall clock (the default `clock`)."""
     return datetime.now(timezone.utc)
 
 
@@ -93,6 +94,7 @@ class _RelayEvidence:
     frames_from_cloud: list[int] = field(default_factory=list)
 
     def observe(self, stats: Any) -> None:
+        """Note one listing of this session."""
         self.listed = True
         self.relay_mode = self.relay_mode or getattr(stats, "relay_mode", None) is True
         from_cloud = getattr(stats, "frames_from_cloud", None)
@@ -101,6 +103,7 @@ class _RelayEvidence:
 
     @property
     def relayed(self) -> bool:
+        """True when Scope said relay_mode, or frames_from_cloud grew between two readings."""
         counts = self.frames_from_cloud
         return self.relay_mode or (len(counts) >= 2 and counts[-1] > counts[0])
 
