@@ -11,7 +11,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from simulator.headless import Headless, HeadlessError
 from simulator.instance import ScopeInstance
 from simulator.profiles import FaultKind
-from simulator.routes import cloud, pipeline, session, sim, system
+from simulator.routes import cloud, pipeline, session, sim, system, webrtc
+from simulator.webrtc import WebRtcError, WebRtcHub
 
 TRANSPORT_KEY = "sim.transport"  # put into each request's scope state by server.ResettableH11Protocol
 HANG_POLL_S = 0.05
@@ -22,15 +23,17 @@ def create_app(instance: ScopeInstance) -> FaultInjector:
     """The full ASGI app for `instance`: Scope's routes, /_sim/ routes and fault injection."""
     app = FastAPI(title="Scope", version="0.2.4", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.instance = instance
-    app.state.headless = Headless(instance)
-    for module in (system, cloud, pipeline, session, sim):
+    app.state.webrtc = WebRtcHub(instance)
+    app.state.headless = Headless(instance, app.state.webrtc)
+    for module in (system, cloud, pipeline, session, webrtc, sim):
         app.include_router(module.router)
-    app.add_exception_handler(HeadlessError, _headless_error)
+    app.add_exception_handler(HeadlessError, _status_error)
+    app.add_exception_handler(WebRtcError, _status_error)
     return FaultInjector(app, instance)
 
 
-async def _headless_error(_request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, HeadlessError)
+async def _status_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HeadlessError | WebRtcError)
     return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
 
 

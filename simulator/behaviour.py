@@ -15,6 +15,7 @@ from simulator.profiles import (
     BlackProfile,
     DelayedFaultProfile,
     FaultKind,
+    MediaPathProfile,
     Profile,
     VramCeilingProfile,
     VramLeakProfile,
@@ -27,7 +28,9 @@ SESSION_VRAM_MB = 600.0  # activations and buffers of a running session
 VRAM_JITTER_MB = 4.0
 RESERVED_FACTOR = 1.08
 RESERVED_EXTRA_MB = 256.0
-STARTS_WITH_SESSION = frozenset({FaultKind.PROMPT_INSENSITIVE, FaultKind.LOW_FPS, FaultKind.VRAM_LEAK})
+STARTS_WITH_SESSION = frozenset({
+    FaultKind.PROMPT_INSENSITIVE, FaultKind.LOW_FPS, FaultKind.VRAM_LEAK, FaultKind.PACKET_LOSS, FaultKind.ADDED_LATENCY,
+})
 
 
 @dataclass(frozen=True)
@@ -45,7 +48,7 @@ class ActiveProfile:
     def fault_start(self, session: HeadlessSession) -> float | None:
         """Monotonic time this profile's fault begins for `session` (None: no session fault)."""
         anchor = max(session.started_mono, self.since)
-        if isinstance(self.profile, DelayedFaultProfile):
+        if isinstance(self.profile, DelayedFaultProfile | MediaPathProfile):
             return anchor + self.profile.fault_after_s
         if self.fault is FaultKind.WRONG_SIZE:
             return max(session.first_frame_mono, self.since)
@@ -61,6 +64,11 @@ class ActiveProfile:
     def stall_at(self, session: HeadlessSession) -> float | None:
         """When the output stalls (None: it does not)."""
         return self.fault_start(session) if self.fault is FaultKind.STALL else None
+
+
+def local_behaviour(since: float) -> ActiveProfile:
+    """The healthy behaviour of the local box: what a session that bypasses the cloud runs on."""
+    return ActiveProfile(Profile(), since)
 
 
 def frames_out(active: ActiveProfile, session: HeadlessSession, now: float) -> int:
@@ -83,11 +91,12 @@ def output_frame(active: ActiveProfile, session: HeadlessSession, now: float, *,
     width, height = session.requested_size()
     if isinstance(active.profile, WrongSizeProfile) and start is not None and frame_mono >= start:
         width, height = active.profile.wrong_size
-    look = _look(active, session, frame_mono, start)
+    look = look_at(active, session, frame_mono, start)
     return frame_jpeg(look, width, height, quality, session.variant_for(sink, index))
 
 
-def _look(active: ActiveProfile, session: HeadlessSession, frame_mono: float, start: float | None) -> Look:
+def look_at(active: ActiveProfile, session: HeadlessSession, frame_mono: float, start: float | None) -> Look:
+    """The picture of the frame made at `frame_mono`, given the fault start `start`."""
     faulted = start is not None and frame_mono >= start
     if isinstance(active.profile, BlackProfile) and faulted:
         return Look(LookKind.BLACK, "", black_luma=active.profile.black_luma)

@@ -9,13 +9,18 @@ from simulator import behaviour, catalog
 from simulator.graph import GraphError, parse_graph
 from simulator.instance import ScopeInstance
 from simulator.media import MediaError, media_reference
-from simulator.profiles import draw_latency
+from simulator.profiles import Profile, draw_latency
 from simulator.schemas import ParametersUpdate, SessionStartRequest, main_prompt
 from simulator.session import DEFAULT_SINK, HeadlessSession, SessionPlan
+from simulator.webrtc import WebRtcHub
 
 LOGGER = "scope.server.headless"
 START_FAILED = "FrameProcessor failed to start"
 NO_SESSION = "No active headless session"
+NOT_LOADED_LOCALLY = (
+    "Pipeline {pid} is not loaded on this machine: while cloud-connected, loads go to the cloud, "
+    "but a headless session runs locally"
+)
 
 
 class HeadlessError(Exception):
@@ -27,29 +32,37 @@ class HeadlessError(Exception):
 
 
 class Headless:
-    """The headless-session half of a simulated Scope server."""
+    """The headless-session half of a simulated Scope server.
 
-    def __init__(self, instance: ScopeInstance) -> None:
-        self.instance = instance
+    As on Scope 0.2.4 a headless session never uses the cloud (`cloud_mode: false`), even on
+    a cloud-connected instance: there, simple mode fails (the pipeline was loaded on the
+    cloud, not here) and graph mode loads its pipelines locally and runs on the local box's
+    healthy behaviour; the orchestrator's profile never acts on it.
+    """
+
+    def __init__(self, instance: ScopeInstance, webrtc: WebRtcHub) -> None:
+        self.instance, self.webrtc = instance, webrtc
 
     async def start(self, request: SessionStartRequest) -> dict:
         """Start a session; a running one is replaced without being stopped (it leaks)."""
         instance = self.instance
         instance.advance()
-        plan = await self._plan(request)
+        local = instance.cloud_connected()
+        plan = await self._plan(request, local)
         now = instance.clock.now()
         if instance.session is not None:
             instance.end_session(instance.session, now, replaced=True)
-        session = self._create(request, plan, now)
+        session = self._create(request, plan, now, Profile() if local else instance.profile)
+        if local:
+            instance.local_session_ids.add(session.session_id)
         instance.session = session
         instance.sessions.append(session)
         instance.logs.write(LOGGER, "INFO", f"Headless session started: pipelines {list(plan.pipeline_ids)}")
         answer = {"status": "ok", "input_mode": request.input_mode, "cloud_mode": False, "pipeline_id": plan.pipeline_id}
         return (answer | {"graph": True}) if plan.graph else answer
 
-    def _create(self, request: SessionStartRequest, plan: SessionPlan, now: float) -> HeadlessSession:
+    def _create(self, request: SessionStartRequest, plan: SessionPlan, now: float, profile: Profile) -> HeadlessSession:
         instance = self.instance
-        profile = instance.profile
         fps = profile.fps_out or catalog.chain_fps(plan.pipeline_ids)
         return HeadlessSession(
             f"headless-{instance.rng.getrandbits(48):012x}", plan,
@@ -59,9 +72,11 @@ class Headless:
             node_parameters=request.node_parameters,
         )
 
-    async def _plan(self, request: SessionStartRequest) -> SessionPlan:
+    async def _plan(self, request: SessionStartRequest, local: bool) -> SessionPlan:
         if request.graph is not None:
-            return await self._plan_graph(request)
+            return await self._plan_graph(request, Profile() if local else self.instance.profile)
+        if local:
+            self._fail(NOT_LOADED_LOCALLY.format(pid=request.pipeline_id))
         loaded = self.instance.pipelines.loaded_ids
         if request.pipeline_id not in loaded or not self.instance.pipelines.has_loaded(loaded):
             self._fail(f"Pipeline {request.pipeline_id} is not loaded; load it before starting a session")
@@ -72,7 +87,7 @@ class Headless:
         plan = SessionPlan(tuple(loaded), request.input_mode, input_path, (DEFAULT_SINK,), False, request.pipeline_id)
         return self._with_media(plan, request)
 
-    async def _plan_graph(self, request: SessionStartRequest) -> SessionPlan:
+    async def _plan_graph(self, request: SessionStartRequest, profile: Profile) -> SessionPlan:
         try:
             graph = parse_graph(request.graph or {})
         except GraphError as exc:
@@ -80,17 +95,17 @@ class Headless:
         chain = list(graph.pipeline_ids)
         if catalog.unknown_ids(chain):
             self._fail(f"Unknown pipeline(s) in graph: {catalog.unknown_ids(chain)}")
-        await self._load_for_graph(chain)
+        await self._load_for_graph(chain, profile)
         mode = "video" if graph.source_path else request.input_mode
         plan = SessionPlan(tuple(chain), mode, graph.source_path, graph.sink_ids, True, chain[0] if chain else None)
         return self._with_media(plan, request)
 
-    async def _load_for_graph(self, chain: list[str]) -> None:
+    async def _load_for_graph(self, chain: list[str], profile: Profile) -> None:
         # Graph mode loads its own pipelines; the start answers once they are loaded.
         pipelines = self.instance.pipelines
         if not chain or pipelines.has_loaded(chain):
             return
-        job = pipelines.request_load(chain, None, self.instance.profile)
+        job = pipelines.request_load(chain, None, profile)
         await asyncio.sleep(max(0.0, job.done_at - self.instance.clock.now()))
         self.instance.advance(max(self.instance.clock.now(), job.done_at))
         if job.failure is not None:
@@ -130,45 +145,61 @@ class Headless:
         instance.logs.write(LOGGER, "INFO", "Headless session stopped")
 
     def frame(self, *, quality: int, sink_node_id: str | None) -> bytes:
-        """The latest output frame; HeadlessError 404 when there is none (yet)."""
+        """The latest output frame (a local WebRTC session's first); HeadlessError 404 when there is none (yet)."""
         instance = self.instance
         now = instance.advance()
+        webrtc_frame = None if sink_node_id else self.webrtc.latest_frame(quality)
+        if webrtc_frame is not None:
+            return webrtc_frame
         session = instance.session
         if session is None:
             raise HeadlessError(404, f"No frame available: {NO_SESSION.lower()}")
         sink = sink_node_id or session.plan.sink_ids[0]
         if session.plan.graph and sink not in session.plan.sink_ids:
             raise HeadlessError(404, f"No frame available for sink '{sink}'")
-        frame = behaviour.output_frame(instance.active, session, now, quality=quality, sink=sink)
+        frame = behaviour.output_frame(instance.behaviour(session), session, now, quality=quality, sink=sink)
         if frame is None:
             raise HeadlessError(404, "No frame available yet")
         return frame
 
     def metrics(self) -> dict:
-        """The `/session/metrics` body."""
+        """The `/session/metrics` body: only the first WebRTC session if there is one, else the headless one."""
         instance = self.instance
         now = instance.advance()
         session = instance.session
-        sessions = {} if session is None else {"headless": behaviour.session_metrics(instance.active, session, now)}
+        first_webrtc = self.webrtc.metrics_entry()
+        if first_webrtc is not None:
+            sessions = {first_webrtc[0]: first_webrtc[1]}
+        elif session is not None:
+            sessions = {"headless": behaviour.session_metrics(instance.behaviour(session), session, now)}
+        else:
+            sessions = {}
         return {"sessions": sessions, "gpu": instance.gpu_stats(now)}
 
     def update_parameters(self, update: ParametersUpdate) -> None:
-        """Merge new parameters; a `prompts` entry switches the prompt."""
+        """Merge new parameters into every session (WebRTC and headless); a `prompts` entry switches the prompt."""
         instance = self.instance
         now = instance.advance()
         session = instance.session
-        if session is None:
-            raise HeadlessError(404, NO_SESSION)
         values = update.model_dump(exclude_unset=True)
+        reached = self.webrtc.broadcast_parameters(values)  # echoed on each session's data channel
+        if session is None:
+            if reached:
+                return
+            raise HeadlessError(404, NO_SESSION)
         session.parameters.update(values)
         if update.prompts is not None:
             text = main_prompt(update.prompts)
-            session.switch_prompt(text, now, instance.profile.prompt_latency_s, instance.clock.wall(now))
+            latency_s = instance.behaviour(session).profile.prompt_latency_s
+            session.switch_prompt(text, now, latency_s, instance.clock.wall(now))
             instance.logs.write(LOGGER, "INFO", f"Prompt updated: {text!r}")
 
     def parameters(self) -> dict:
-        """The `GET /session/parameters` body."""
+        """The `GET /session/parameters` body: the first WebRTC session's, else the headless one's."""
         self.instance.advance()
+        first_webrtc = self.webrtc.first_parameters()
+        if first_webrtc is not None:
+            return {"parameters": first_webrtc}
         session = self.instance.session
         if session is None:
             raise HeadlessError(404, NO_SESSION)

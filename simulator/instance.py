@@ -15,11 +15,12 @@ from pathlib import Path
 
 from simulator import behaviour
 from simulator.assets import AssetStore
-from simulator.behaviour import ActiveProfile
+from simulator.behaviour import ActiveProfile, local_behaviour
 from simulator.cloud import CloudConnection
 from simulator.logbook import LogBook
 from simulator.pipelines import PipelineManager
-from simulator.profiles import FaultKind, Profile
+from simulator.profiles import NETWORK_FAULTS, FaultKind, Profile
+from simulator.rtc_session import RtcSession, RtcState
 from simulator.session import HeadlessSession
 from simulator.truth import Clock, FaultRecord, TruthLog
 
@@ -47,6 +48,7 @@ class ScopeInstance:
         self.assets = AssetStore(assets_dir)
         self._env = os.environ if env is None else env
         self.stopping = False  # set when the server shuts down: hung requests give up
+        self.reset_hooks: list[Callable[[], None]] = []  # run first on reset (the WebRTC sessions close)
         self.active = ActiveProfile(profile, self.clock.now())
         self._build_state()
         self.logs.write("scope.server.app", "INFO", f"Assets directory: {assets_dir}")
@@ -62,6 +64,9 @@ class ScopeInstance:
         self.session: HeadlessSession | None = None
         self.sessions: deque[HeadlessSession] = deque(maxlen=MAX_SESSIONS_KEPT)
         self.leaked_sessions = 0
+        self.local_session_ids: set[str] = set()  # headless sessions that bypassed the cloud connection
+        self.webrtc_sessions: dict[str, RtcSession] = {}  # live, in creation order
+        self.webrtc_history: deque[RtcSession] = deque(maxlen=MAX_SESSIONS_KEPT)
 
     @property
     def profile(self) -> Profile:
@@ -80,6 +85,8 @@ class ScopeInstance:
 
     def reset(self) -> None:
         """Forget sessions, loads, the connection and the truth; keep identity and profile."""
+        for hook in self.reset_hooks:
+            hook()
         self._build_state()
         self.logs.clear()
         self.active = ActiveProfile(self.profile, self.clock.now())
@@ -88,6 +95,17 @@ class ScopeInstance:
     def _open_instance_fault(self) -> None:
         if self.active.fault in INSTANCE_FAULTS:
             self.truth_log.open_fault(self.active.fault, self.clock.wall(self.active.since))
+
+    def cloud_connected(self, now: float | None = None) -> bool:
+        """True while the cloud connection is up: WebRTC sessions relay through the orchestrator."""
+        self.cloud.advance(self.clock.now() if now is None else now)
+        return self.cloud.connection_id is not None
+
+    def behaviour(self, session: HeadlessSession) -> ActiveProfile:
+        """What acts on a headless session: the profile, or the local box's healthy behaviour."""
+        if session.session_id in self.local_session_ids:
+            return local_behaviour(session.started_mono)
+        return self.active
 
     def advance(self, now: float | None = None) -> float:
         """Bring every component up to `now` (default: the current time) and return it."""
@@ -100,9 +118,10 @@ class ScopeInstance:
         return now
 
     def _advance_session(self, session: HeadlessSession, now: float) -> None:
-        kind = self.active.fault
-        start = self.active.fault_start(session)
-        if kind is None or kind in INSTANCE_FAULTS | EVENT_FAULTS or start is None or now < start:
+        active = self.behaviour(session)
+        kind = active.fault
+        start = active.fault_start(session)
+        if kind is None or kind in INSTANCE_FAULTS | EVENT_FAULTS | NETWORK_FAULTS or start is None or now < start:
             return
         if kind is FaultKind.CRASH:
             self._crash(session, start)
@@ -129,11 +148,15 @@ class ScopeInstance:
     def end_session(self, session: HeadlessSession, now: float, *, replaced: bool) -> None:
         """Stop (or leak, when replaced) `session` and close its faults."""
         session.end(now, stopped=not replaced, replaced=replaced)
-        self._close_faults(lambda record: record.session_id == session.session_id, now)
+        self.close_session_faults(session.session_id, now)
         if replaced:
             self.leaked_sessions += 1
         if self.session is session:
             self.session = None
+
+    def close_session_faults(self, session_id: str, now: float) -> None:
+        """End the open faults of one session."""
+        self._close_faults(lambda record: record.session_id == session_id, now)
 
     def _close_faults(self, which: Callable[[FaultRecord], bool], now: float) -> None:
         wall = self.clock.wall(now)
@@ -148,8 +171,11 @@ class ScopeInstance:
     def transport_fault(self, method: str, path: str) -> FaultKind | None:
         """HANG_HTTP or CONN_RESET when this request must not get an HTTP answer."""
         now = self.advance()
-        session, active = self.session, self.active
-        if session is None or active.fault not in (FaultKind.HANG_HTTP, FaultKind.CONN_RESET):
+        session = self.session
+        if session is None:
+            return None
+        active = self.behaviour(session)
+        if active.fault not in (FaultKind.HANG_HTTP, FaultKind.CONN_RESET):
             return None
         if not active.active(active.fault, session, now):
             return None
@@ -161,7 +187,8 @@ class ScopeInstance:
 
     def gpu_stats(self, now: float) -> dict:
         """The `gpu` entry of the metrics."""
-        return behaviour.gpu_stats(self.active, self.pipelines.loaded_ids, self.session, self.leaked_sessions, now)
+        active = self.active if self.session is None else self.behaviour(self.session)
+        return behaviour.gpu_stats(active, self.pipelines.loaded_ids, self.session, self.leaked_sessions, now)
 
     def truth(self) -> dict:
         """The body of `GET /_sim/truth`."""
@@ -175,6 +202,8 @@ class ScopeInstance:
             "sessions": [self._session_truth(session, now) for session in self.sessions],
             "leaked_sessions": self.leaked_sessions,
             "active_session": self.session is not None,
+            "webrtc_sessions": [session.truth(now) for session in self.webrtc_history],
+            "live_webrtc_sessions": sum(1 for s in self.webrtc_history if s.state is RtcState.LIVE),
             **self.truth_log.as_dict(),
         }
 
@@ -186,7 +215,9 @@ class ScopeInstance:
             "started_at": session.started_wall,
             "first_frame_s": round(session.first_frame_s, 3),
             "fps_true": session.fps_per_sink * session.sinks,
-            "frames_out": behaviour.frames_out(self.active, session, now),
+            "frames_out": behaviour.frames_out(self.behaviour(session), session, now),
+            "media_path": "local",
+            "cloud_bypassed": session.session_id in self.local_session_ids,
             "stopped": session.stopped,
             "replaced": session.replaced,
             "crashed": session.crashed,

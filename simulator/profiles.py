@@ -66,6 +66,13 @@ class FaultKind(StrEnum):
     SLOW_HTTP = "slow_http"
     HANG_HTTP = "hang_http"
     CONN_RESET = "conn_reset"
+    PACKET_LOSS = "packet_loss"
+    ADDED_LATENCY = "added_latency"
+    FREEZE_BURSTS = "freeze_bursts"
+    RELAY_DROP = "relay_drop"
+
+
+NETWORK_FAULTS = frozenset({FaultKind.PACKET_LOSS, FaultKind.ADDED_LATENCY, FaultKind.FREEZE_BURSTS, FaultKind.RELAY_DROP})
 
 
 class Profile(BaseModel):
@@ -88,6 +95,7 @@ class Profile(BaseModel):
     gpu_name: str = "NVIDIA GeForce RTX 4090"
     has_gpu: bool = Field(True, description="False: metrics report gpu {} and vram_gb null")
     leaked_session_vram_mb: float = Field(1500.0, ge=0, description="VRAM a replaced (leaked) session holds")
+    webrtc_orphan_s: float = Field(30.0, gt=0, description="silent WebRTC client -> session removed (ICE consent)")
 
 
 class SlowProfile(Profile):
@@ -243,6 +251,58 @@ class ConnResetProfile(DelayedFaultProfile):
     fault: ClassVar[FaultKind | None] = FaultKind.CONN_RESET
 
 
+class PacketLossProfile(Profile):
+    """Relay media path: this share of output frames is lost on the way (never delivered, never corrupt).
+
+    Emulated per frame before the packetizer, as a loss NACK/RTX could not repair; single RTP
+    packets are not dropped, so the client's NACK/RTX machinery is not exercised.
+    """
+
+    name: ClassVar[str] = "packet_loss"
+    fault: ClassVar[FaultKind | None] = FaultKind.PACKET_LOSS
+    packet_loss_pct: float = Field(10.0, ge=0, le=100, description="share of output frames lost, %")
+
+
+class AddedLatencyProfile(Profile):
+    """Relay media path: every output frame reaches the client this much later (fps unchanged).
+
+    Emulated by holding each frame back before the packetizer: first frame and prompt
+    response move later by the same amount; RTCP round-trip times do not change.
+    """
+
+    name: ClassVar[str] = "added_latency"
+    fault: ClassVar[FaultKind | None] = FaultKind.ADDED_LATENCY
+    added_latency_ms: float = Field(250.0, ge=0, description="one-way delay added to every frame")
+
+
+class MediaPathProfile(Profile):
+    """Base of the relay media-path faults that begin `fault_after_s` after session start."""
+
+    fault_after_s: float = Field(DEFAULT_FAULT_AFTER_S, ge=0, description="session start -> fault (relay only)")
+
+
+class FreezeBurstsProfile(MediaPathProfile):
+    """Relay media path: output pauses `freeze_burst_count` times for `freeze_burst_ms` each.
+
+    The first burst starts `fault_after_s` after the session starts, then one every
+    `freeze_burst_every_s`; frames due inside a burst are dropped, not queued.
+    """
+
+    name: ClassVar[str] = "freeze_bursts"
+    fault: ClassVar[FaultKind | None] = FaultKind.FREEZE_BURSTS
+    fault_after_s: float = Field(1.0, ge=0, description="session start -> first burst (relay only)")
+    freeze_burst_count: int = Field(3, ge=1, description="how many output pauses")
+    freeze_burst_ms: float = Field(800.0, gt=0, description="length of each pause")
+    freeze_burst_every_s: float = Field(2.0, gt=0, description="start of one burst -> start of the next")
+
+
+class RelayDropProfile(MediaPathProfile):
+    """Relay media path: frames stop `fault_after_s` after the session starts and the server closes the connection."""
+
+    name: ClassVar[str] = "relay_drop"
+    fault: ClassVar[FaultKind | None] = FaultKind.RELAY_DROP
+
+
 PROFILES: dict[str, type[Profile]] = {
     cls.name: cls
     for cls in (
@@ -250,6 +310,7 @@ PROFILES: dict[str, type[Profile]] = {
         LoadErrorProfile, NoCapacityProfile, CrashProfile, StallProfile, FrozenProfile,
         BlackProfile, CorruptProfile, WrongSizeProfile, PromptInsensitiveProfile, LowFpsProfile,
         VramLeakProfile, VramCeilingProfile, SlowHttpProfile, HangHttpProfile, ConnResetProfile,
+        PacketLossProfile, AddedLatencyProfile, FreezeBurstsProfile, RelayDropProfile,
     )
 }
 

@@ -45,6 +45,7 @@ def test_every_profile_of_the_contract_exists() -> None:
         "healthy", "slow", "cold_start", "connect_fail", "connect_timeout", "load_error", "no_capacity", "crash",
         "stall", "frozen", "black", "corrupt", "wrong_size", "prompt_insensitive", "low_fps", "vram_leak",
         "vram_ceiling", "slow_http", "hang_http", "conn_reset",
+        "packet_loss", "added_latency", "freeze_bursts", "relay_drop",  # relay media path (WebRTC)
     }
 
 
