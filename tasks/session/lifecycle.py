@@ -121,7 +121,7 @@ class Session:
         t0 = time.monotonic()
         pipeline_ids = pipelines_to_load(self.scenario)
         await self.client.load_pipelines(pipeline_ids)
-        await self.client.wait_until_loaded(timeout_s=self.thresholds.load_timeout_s)  # TODO expected ids
+        await self.client.wait_until_loaded(timeout_s=self.thresholds.load_timeout_s, expected_ids=pipeline_ids)
         return Loaded(load_s=time.monotonic() - t0, inputs=inputs)
 
     async def start(self, prepared: Prepared, loaded: Loaded) -> Started:

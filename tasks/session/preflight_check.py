@@ -11,15 +11,11 @@ from typing import Any
 
 from config.scenarios import Scenario
 from errors import PreflightError
+from tasks.scope.preflight import preflight
 
 
 def preflight_scenario(schemas: dict[str, Any], scenario: Scenario) -> str | None:
     """Raise PreflightError when the scenario cannot run here; return why prompts cannot be judged, or None."""
-    try:  # TEMPORARY until tasks/scope/preflight.py lands
-        from tasks.scope.preflight import preflight
-    except ImportError:
-        return None
-
     found = preflight(schemas, list(scenario.pipeline_ids), scenario.mode, wants_prompts=bool(scenario.prompts))
     problem = found.problem
     if problem is not None:
