@@ -55,3 +55,43 @@ async def test_every_prompt_switch_is_judged_at_the_demos_interval(demo_settings
     assert record.prompt_switches_evaluated == record.prompt_switches == record.prompt_switches_responded
     switches = Lake(tmp_path / "data").query("select evaluated, responded, reason from prompt_switches").dicts()
     assert all(row["evaluated"] and row["responded"] and row["reason"] is None for row in switches)
+
+
+def _scenario_on(settings, pipeline_ids: list[str], mode: str, input_kind: str):
+    base = settings.scenario("longlive_t2v_15s")
+    return base.model_copy(update={"pipeline_ids": pipeline_ids, "pipeline": "+".join(pipeline_ids), "mode": mode,
+                                   "input_kind": input_kind, "graph": None, "sink_node_id": None})
+
+
+async def _run_scenario_on_simulator(settings, lake, scenario, duration_s: float):
+    from simulator.testing import running_simulator
+    from tasks.session.lifecycle import run_session
+    from tasks.session.target import RunTarget
+
+    with running_simulator("healthy") as sim:
+        record = await run_session(settings=settings, scenario=scenario, lake=lake, duration_s=duration_s,
+                                   target=RunTarget(scope_url=sim.url, orchestrator="0x" + "cd" * 20))
+        return record, sim.truth()
+
+
+async def test_a_pipeline_that_ignores_prompts_skips_the_prompt_check_and_passes(demo_settings, tmp_path):
+    """Scope's schema says passthrough has supports_prompts false: no switch, the check skipped with why."""
+    scenario = _scenario_on(demo_settings, ["passthrough"], "v2v", "video")
+    record, _ = await _run_scenario_on_simulator(demo_settings, Lake(tmp_path / "data"), scenario, 6.0)
+    assert record.outcome == "passed", record.failure_reason
+    assert record.prompt_switches == 0
+    skipped = dict(item.split(": ", 1) for item in record.checks_skipped)
+    assert "passthrough" in skipped["prompt_response"] and "prompts" in skipped["prompt_response"]
+
+
+@pytest.mark.parametrize(("pipeline_ids", "mode", "input_kind", "problem"), [
+    (["nosuch-pipe"], "t2v", "none", "unknown pipeline(s) nosuch-pipe"),
+    (["passthrough"], "t2v", "none", "passthrough has no text mode"),
+])
+async def test_a_scenario_the_pipelines_cannot_run_is_a_configuration_error(
+        demo_settings, tmp_path, pipeline_ids, mode, input_kind, problem):
+    scenario = _scenario_on(demo_settings, pipeline_ids, mode, input_kind)
+    record, truth = await _run_scenario_on_simulator(demo_settings, Lake(tmp_path / "data"), scenario, 4.0)
+    assert (record.outcome, record.failure_category, record.failure_phase) == ("aborted", "harness", "prepare")
+    assert record.checks_failed == ("preflight",) and problem in record.failure_reason
+    assert not truth["loads"] and not truth["connects"], "nothing was asked of the orchestrator"
