@@ -1,8 +1,11 @@
 """`make demo`: the whole pipeline on an embedded simulated Scope fleet.
 
-fleet → discover → dispatch a compressed day → analyze → metrics. The fleet's orchestrators
+fleet → discover → dispatch a compressed day → analyze → metrics. Every run is a WebRTC
+session relayed through the cloud-connected simulated Scope to its orchestrator (the only
+path on which a figure says anything about an orchestrator). The fleet's orchestrators
 behave in known ways (healthy, slow, stalling, black output, deaf to prompts, no capacity),
-so the summary shows, next to what was injected, what the harness made of each.
+so the summary shows, next to what was injected, what the harness made of each: the media
+path, the fps received, freezes and prompt latency.
 
 Then a generated week of history (analytics/history.py, every run marked `generated`) lands
 with a regression injected on one orchestrator's last day, and `analyze` runs again: the
@@ -101,23 +104,34 @@ def verdict_table(lake, fleet) -> tuple[str, bool]:
     frame = lake.query_frame(
         "select orchestrator, count(*) runs, count(*) filter (outcome = 'passed') passed, "
         "count(*) filter (outcome = 'failed') failed, count(*) filter (outcome = 'unavailable') unavailable, "
-        "mode(checks_failed[1]) first_check, mode(outcome) outcome from runs where generated is not true group by 1"
+        "mode(checks_failed[1]) first_check, mode(outcome) outcome, mode(media_path) media_path, "
+        "median(fps_received) fps_received, sum(freeze_count) freezes, median(prompt_latency_p50_s) prompt_s "
+        "from runs where generated is not true group by 1"
     )
     by_orchestrator = {row["orchestrator"].lower(): row for row in frame.iter_rows(named=True)}
     rows, all_expected = [], True
     for inst in fleet.instances:
         row = by_orchestrator.get(inst.orchestrator_address.lower())
         if row is None:
-            rows.append([inst.orchestrator_address[:12] + "…", inst.profile, 0, 0, 0, 0, "-", EXPECTED[inst.profile], False])
+            rows.append([inst.orchestrator_address[:12] + "…", inst.profile, 0, 0, 0, 0, "-", "-", "-", "-", "-",
+                         EXPECTED[inst.profile], False])
             all_expected = False
             continue
         got = row["outcome"] + (f": {row['first_check']}" if row["outcome"] == "failed" else "")
-        ok = got == EXPECTED[inst.profile]
+        relayed = row["media_path"] == "relay" or row["outcome"] == "unavailable"  # figures came through it
+        ok = got == EXPECTED[inst.profile] and relayed
         all_expected &= ok
         rows.append([inst.orchestrator_address[:12] + "…", inst.profile, row["runs"], row["passed"], row["failed"],
-                     row["unavailable"], got, EXPECTED[inst.profile], ok])
-    columns = ["orchestrator", "injected", "runs", "passed", "failed", "unavailable", "verdict", "expected", "as_expected"]
+                     row["unavailable"], row["media_path"] or "-", _figure(row["fps_received"]),
+                     row["freezes"] if row["freezes"] is not None else "-", _figure(row["prompt_s"]), got,
+                     EXPECTED[inst.profile], ok])
+    columns = ["orchestrator", "injected", "runs", "passed", "failed", "unavailable", "media_path", "fps_received",
+               "freezes", "prompt_s", "verdict", "expected", "as_expected"]
     return format_table(columns, rows), all_expected
+
+
+def _figure(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
 
 
 # --- generated history: a compressed week before the live runs, so baselines and drift have data ---
