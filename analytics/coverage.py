@@ -19,7 +19,7 @@ Counting rules (quality.md):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime, timedelta
 
 import polars as pl
@@ -63,14 +63,14 @@ def budget_seconds(budget: Budget) -> float:
 
 
 def normalised_runs(runs: pl.DataFrame) -> pl.DataFrame:
-    """RUNS_SCHEMA and OPTIONAL_SCHEMA columns, typed, timestamps in UTC, addresses lowercase; no orchestrator-less rows."""
+    """RUNS_SCHEMA and OPTIONAL_SCHEMA columns typed, times in UTC, addresses lowercase; no orchestrator-less rows."""
     missing = [name for name in RUNS_SCHEMA if name not in runs.columns]
     if missing:
         raise ValueError(f"runs frame lacks columns {missing}")
     if dict(runs.schema) != _SCHEMA:  # already normalised frames pass through untouched
         runs = runs.select([_typed(name, runs.schema[name]) if name in runs.columns
                             else pl.lit(None, dtype).alias(name) for name, dtype in _SCHEMA.items()])
-        runs = runs.with_columns(pl.col("orchestrator").str.to_lowercase())  # one orchestrator, one key
+    runs = runs.with_columns(pl.col("orchestrator").str.to_lowercase())  # one orchestrator, one key
     return runs.filter(pl.col("orchestrator").is_not_null()) if runs["orchestrator"].null_count() else runs
 
 
@@ -84,17 +84,32 @@ def _typed(name: str, dtype: pl.DataType) -> pl.Expr:
 
 
 def coverage_table(runs: pl.DataFrame, *, orchestrators: Sequence[str], scenarios: Sequence[str],
-                   budget: Budget, day: date, now: datetime) -> pl.DataFrame:
-    """One row per orchestrator (in the given order) with its budget, use, coverage and state for UTC ``day``."""
+                   budget: Budget, day: date, now: datetime,
+                   no_capacity_at: Mapping[str, datetime] | None = None) -> pl.DataFrame:
+    """One row per orchestrator (in the given order) with its budget, use, coverage and state for UTC ``day``.
+
+    ``no_capacity_at``: when discovery last saw an orchestrator without free capacity (capacity 0,
+    capacity in use); it backs off from then as after an `unavailable` run.
+    """
     runs = normalised_runs(runs)
-    names = list(dict.fromkeys(orchestrators))
+    names = list(dict.fromkeys(o.lower() for o in orchestrators))
     base = pl.DataFrame({"orchestrator": names}, schema={"orchestrator": pl.String()})
     table = (
         base.join(_day_stats(runs, day, scenarios), on="orchestrator", how="left", maintain_order="left")
         .join(_lifetime_stats(runs), on="orchestrator", how="left", maintain_order="left")
-        .with_columns(pl.col(_COUNT_COLUMNS).fill_null(0), pl.col("used_s", "reserved_s").fill_null(0.0))
+        .join(_seen_full(no_capacity_at or {}), on="orchestrator", how="left", maintain_order="left")
+        .with_columns(pl.col(_COUNT_COLUMNS).fill_null(0), pl.col("used_s", "reserved_s").fill_null(0.0),
+                      pl.max_horizontal("last_unavailable_at", "seen_full_at").alias("last_unavailable_at"))
+        .drop("seen_full_at")
     )
     return _with_states(table, budget=budget, day=day, now=as_utc(now), scenarios_due=len(set(scenarios)))
+
+
+def _seen_full(no_capacity_at: Mapping[str, datetime]) -> pl.DataFrame:
+    """`orchestrator`, `seen_full_at`: discovery's sightings without free capacity."""
+    columns = {"orchestrator": [a.lower() for a in no_capacity_at],
+               "seen_full_at": [as_utc(t) for t in no_capacity_at.values()]}
+    return pl.DataFrame(columns, schema={"orchestrator": pl.String(), "seen_full_at": _UTC_TYPE})
 
 
 def _day_stats(runs: pl.DataFrame, day: date, scenarios: Sequence[str]) -> pl.DataFrame:

@@ -7,7 +7,10 @@ harness plans exactly as the one before it would have (architecture.md, rule 1).
 How one call decides:
 1. Outside the ``schedule_start``-``schedule_end`` window (UTC) nothing is planned.
 2. Candidates are the orchestrators that are not blacklisted, not backing off after an
-   `unavailable` run, not cooling down after their last run, not running (neither in
+   `unavailable` run or after the latest discovery saw them without free capacity (capacity 0,
+   capacity in use: ``no_capacity_at``; the same `unavailable_backoff_mins` from the snapshot,
+   because capacity frees within minutes while discovery runs every few hours, and a later
+   snapshot with capacity replaces it), not cooling down after their last run, not running (neither in
    ``busy_orchestrators`` nor with a run still open in the lake) and have enough budget
    left today for the shortest scenario.
 3. Of those, the *due* ones run: a newly seen orchestrator (first seen within the last hour
@@ -89,7 +92,7 @@ def window_elapsed_fraction(budget: Budget, now: datetime) -> float | None:
 
 def plan(*, orchestrators: Sequence[str], first_seen: Mapping[str, datetime], runs: pl.DataFrame,
          scenarios: Sequence[Scenario], free_instances: Sequence[InstanceSlot], busy_orchestrators: set[str],
-         budget: Budget, now: datetime) -> list[Assignment]:
+         budget: Budget, now: datetime, no_capacity_at: Mapping[str, datetime] | None = None) -> list[Assignment]:
     """The runs to start now, at most one per free instance and per orchestrator, best first."""
     now = as_utc(now)
     matrix = [s for s in dict((s.name, s) for s in scenarios).values()
@@ -99,7 +102,7 @@ def plan(*, orchestrators: Sequence[str], first_seen: Mapping[str, datetime], ru
         return []
     runs = normalised_runs(runs)
     table = coverage_table(runs, orchestrators=orchestrators, scenarios=[s.name for s in matrix],
-                           budget=budget, day=now.date(), now=now)
+                           budget=budget, day=now.date(), now=now, no_capacity_at=no_capacity_at)
     due = _due(table, first_seen=first_seen, busy=busy_orchestrators, pace=pace, now=now,
                shortest_s=min(s.duration_s for s in matrix))
     matched = _match_instances(due, free_instances)
@@ -111,7 +114,8 @@ def plan(*, orchestrators: Sequence[str], first_seen: Mapping[str, datetime], ru
 def _due(table: pl.DataFrame, *, first_seen: Mapping[str, datetime], busy: set[str], pace: float,
          now: datetime, shortest_s: float) -> pl.DataFrame:
     """The orchestrators that may and should run now, best first."""
-    seen = pl.DataFrame({"orchestrator": list(first_seen), "first_seen_at": [as_utc(t) for t in first_seen.values()]},
+    seen = pl.DataFrame({"orchestrator": [a.lower() for a in first_seen],
+                         "first_seen_at": [as_utc(t) for t in first_seen.values()]},
                         schema={"orchestrator": pl.String(), "first_seen_at": _UTC_TYPE})
     committed = pl.col("used_s") + pl.col("reserved_s")
     untested = pl.col("last_run_started_at").is_null() | (pl.col("last_run_started_at") < pl.col("first_seen_at"))
@@ -122,7 +126,7 @@ def _due(table: pl.DataFrame, *, first_seen: Mapping[str, datetime], busy: set[s
         is_new.fill_null(False).alias("is_new"),
     )
     may_run = (~pl.col("blacklisted") & ~pl.col("backing_off") & ~pl.col("cooling_down")
-               & (pl.col("running") == 0) & ~pl.col("orchestrator").is_in(list(busy))
+               & (pl.col("running") == 0) & ~pl.col("orchestrator").is_in([a.lower() for a in busy])
                & (pl.col("remaining_s") >= shortest_s))
     should_run = pl.col("is_new") | (pl.col("share") < pace + PACE_LEAD_SHARE)
     ranked = table.filter(may_run & should_run).sort(
@@ -142,7 +146,7 @@ def _match_instances(due: pl.DataFrame, free_instances: Sequence[InstanceSlot]) 
         if slot.kind == "managed":
             managed.append(slot)
         elif slot.orchestrator is not None:  # a static instance without a pin cannot attribute its runs
-            pinned.setdefault(slot.orchestrator, []).append(slot)
+            pinned.setdefault(slot.orchestrator.lower(), []).append(slot)
     if not managed:  # only pinned instances: nobody else can use them
         due = due.filter(pl.col("orchestrator").is_in(list(pinned)))
     matched = []
@@ -202,8 +206,9 @@ def _why_orchestrator(row: dict[str, Any], *, budget: Budget, pace: float, now: 
     text = (f"{place} ({used_pct:.1f} % of {budget.daily_percent:g} % of the day used, "
             f"pace allows {pace * budget.daily_percent:.1f} %)")
     last_unavailable, last_ended = row["last_unavailable_at"], row["last_run_ended_at"]
-    if last_unavailable is not None and last_ended is not None and last_unavailable >= last_ended:
-        text += f", retrying after `unavailable` ({budget.unavailable_backoff_mins:g} min back-off over)"
+    if last_unavailable is not None and (last_ended is None or last_unavailable >= last_ended):
+        text += (f", retrying after `unavailable` or no free capacity "
+                 f"({budget.unavailable_backoff_mins:g} min back-off over)")
     return text
 
 

@@ -56,11 +56,12 @@ def managed(count: int) -> list[InstanceSlot]:
 
 def planned(runs: pl.DataFrame, orchestrators: list[str], *, now: datetime = NOON, instances: int = 1,
             free: list[InstanceSlot] | None = None, first_seen: dict[str, datetime] | None = None,
-            busy: set[str] | None = None, scenarios: list[Scenario] = MATRIX, budget: Budget = BUDGET):
-    """plan() with defaults: everyone seen long ago, managed instances, nobody busy."""
+            busy: set[str] | None = None, scenarios: list[Scenario] = MATRIX, budget: Budget = BUDGET,
+            no_capacity_at: dict[str, datetime] | None = None):
+    """plan() with defaults: everyone seen long ago, managed instances, nobody busy, capacity unknown."""
     return plan(orchestrators=orchestrators, first_seen=first_seen or {o: LONG_AGO for o in orchestrators},
                 runs=runs, scenarios=scenarios, free_instances=free if free is not None else managed(instances),
-                busy_orchestrators=busy or set(), budget=budget, now=now)
+                busy_orchestrators=busy or set(), budget=budget, now=now, no_capacity_at=no_capacity_at)
 
 
 def used(orchestrator: str, share_of_budget: float, *, at: datetime = MIDNIGHT + timedelta(hours=1)) -> dict:
@@ -142,6 +143,28 @@ def test_a_rediscovered_orchestrator_with_runs_since_first_seen_is_not_new() -> 
 def test_skipped_orchestrators(rows: list[dict], busy: set[str], why: str) -> None:
     assert planned(frame(*rows), ["0xa"], busy=busy) == [], why
     assert [a.orchestrator for a in planned(frame(*rows), ["0xa", "0xb"], busy=busy)] == ["0xb"], why
+
+
+def test_an_orchestrator_discovery_saw_full_waits_out_the_unavailable_back_off_from_the_snapshot() -> None:
+    backoff = timedelta(minutes=BUDGET.unavailable_backoff_mins)
+    full_since = {"0xa": NOON - backoff + timedelta(minutes=1)}
+    assert [a.orchestrator for a in planned(frame(), ["0xa", "0xb"], instances=2, no_capacity_at=full_since)] \
+        == ["0xb"]
+    (retry,) = planned(frame(), ["0xa"], no_capacity_at={"0xa": NOON - backoff})
+    assert retry.orchestrator == "0xa" and "back-off over" in retry.reason
+    # a new orchestrator without capacity waits too: capacity is a fact, not a matter of priority
+    seen = {"0xa": NOON - timedelta(minutes=5)}
+    assert planned(frame(), ["0xa"], first_seen=seen, no_capacity_at={"0xa": NOON - timedelta(minutes=5)}) == []
+
+
+def test_one_orchestrator_in_any_casing_is_one_key() -> None:
+    checksummed, lower = "0xAbCd", "0xabcd"
+    runs = frame(run(checksummed, NOON - timedelta(minutes=2), wall_s=60))  # cooling down
+    assert planned(runs, [lower]) == []
+    assert planned(frame(), [checksummed], busy={lower}) == []
+    assert planned(frame(), [lower], no_capacity_at={checksummed: NOON}) == []
+    (assignment,) = planned(frame(), [checksummed], free=[InstanceSlot("static", "static", checksummed)])
+    assert (assignment.orchestrator, assignment.instance) == (lower, "static")
 
 
 def test_four_failures_or_interruptions_by_unavailable_or_aborted_do_not_blacklist() -> None:

@@ -37,6 +37,7 @@ UTC = timezone.utc
 START = datetime(2026, 3, 2, tzinfo=UTC)
 DAYS = 3
 DISPATCH_EVERY = timedelta(minutes=5)
+DISCOVERY_EVERY = timedelta(hours=4)  # discovery.refresh_interval_hours: snapshots at 00, 04, 08, ... UTC
 DAILY_PERCENT = 12.0
 BUDGET = Budget(daily_percent=DAILY_PERCENT, min_run_gap_mins=5, max_run_duration_mins=30,
                 schedule_start="02:00", schedule_end="24:00", blacklist_after_failures=5,
@@ -88,10 +89,16 @@ def fleet() -> dict[str, Behaviour]:
     behaviours = {f"0xhealthy{i:02d}": Behaviour("healthy") for i in range(14)}
     behaviours |= {f"0xfailing{i}": Behaviour("failing") for i in range(3)}
     outage_a = ((START, START + timedelta(hours=8)),)
-    outage_b = ((START + timedelta(days=1, hours=10), START + timedelta(days=1, hours=14)),)
+    # begins as a discovery sees it: healthy until then, so only the snapshot can keep runs away
+    outage_b = ((START + timedelta(days=1, hours=12), START + timedelta(days=1, hours=16)),)
     behaviours |= {"0xflaky0": Behaviour("flaky", outages=outage_a), "0xflaky1": Behaviour("flaky", outages=outage_b)}
     behaviours["0xnewcomer"] = Behaviour("healthy", first_seen=NEW_AT)
     return behaviours
+
+
+def last_discovery(now: datetime) -> datetime:
+    """When the latest discovery before ``now`` ran."""
+    return START + (now - START) // DISCOVERY_EVERY * DISCOVERY_EVERY
 
 
 @dataclass
@@ -130,9 +137,11 @@ class FleetSimulation:
         """One dispatch: what the planner starts with the free instances at ``now``."""
         known = {name: b.first_seen for name, b in self.behaviours.items() if b.first_seen <= now}
         free = [slot for slot in self.instances if slot.name not in self.busy_instances]
+        discovered_at = last_discovery(now)
+        full = {name: discovered_at for name in known if self.behaviours[name].unavailable_at(discovered_at)}
         assignments = plan(orchestrators=list(known), first_seen=known, runs=self.frame(),
                            scenarios=MATRIX, free_instances=free, busy_orchestrators=set(),
-                           budget=BUDGET, now=now)
+                           budget=BUDGET, now=now, no_capacity_at=full)
         assert len({a.instance for a in assignments}) == len(assignments) <= len(free)
         assert len({a.orchestrator for a in assignments}) == len(assignments)
         return assignments
@@ -253,6 +262,18 @@ def test_unavailable_orchestrators_are_retried_after_the_back_off_and_never_blac
         outage_day = mine.filter(pl.col("day") == outage_end.date())["outcome"].to_list()
         assert outage_day.count("unavailable") > BUDGET.blacklist_after_failures
         assert after["started_at"][0].date() == outage_end.date()
+
+
+def test_no_run_starts_while_the_latest_discovery_saw_no_free_capacity(simulated) -> None:
+    runs, behaviours = simulated
+    backoff = timedelta(minutes=BUDGET.unavailable_backoff_mins)
+    sightings = [(name, START + k * DISCOVERY_EVERY) for k in range(DAYS * 6) for name in names(behaviours, "flaky")
+                 if behaviours[name].unavailable_at(START + k * DISCOVERY_EVERY)]
+    assert len(sightings) == 3  # flaky0 at 00:00 and 04:00 of day one, flaky1 at 12:00 of day two
+    for name, seen_at in sightings:
+        started = runs.filter((pl.col("orchestrator") == name) & pl.col("started_at").is_between(
+            seen_at, seen_at + backoff, closed="left"))
+        assert started.is_empty(), (name, seen_at, started)
 
 
 def test_a_new_orchestrator_is_tested_within_its_first_hour(simulated) -> None:
