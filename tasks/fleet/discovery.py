@@ -8,8 +8,9 @@
 
 Remote sources are read concurrently, each GET within `timeout_s` and `MAX_RESPONSE_BYTES`.
 A source that fails is logged and reported; the others still count. A malformed entry is
-skipped and counted. Entries are merged by address, case-insensitively, keeping the casing
-seen first; gateway data wins for capacity and hardware. An address a gateway saw without
+skipped and counted. Addresses are stored lowercase (a gateway may report an on-chain address
+checksummed and a list the same one in lowercase: one orchestrator), and entries are merged by
+address; gateway data wins for capacity and hardware. An address a gateway saw without
 Scope is left out even when another source lists it (no gateway sighting offers Scope).
 """
 
@@ -34,6 +35,7 @@ from analytics.lake import Lake
 from analytics.records import OrchestratorSnapshot, as_utc
 from config.settings import Discovery, StaticOrchestrator
 from errors import Category, HarnessError
+from tasks.fleet.roster import orchestrator_key
 
 SourceKind = Literal["gateway", "registered", "json_url", "static"]
 SOURCE_ORDER: tuple[SourceKind, ...] = ("gateway", "registered", "json_url", "static")  # merge priority
@@ -211,9 +213,10 @@ def _count(constraint: dict[str, Any], *keys: str) -> int:
     return int(value)
 
 
-def _snapshot(at: datetime, **fields: Any) -> OrchestratorSnapshot:
+def _snapshot(at: datetime, *, address: str, **fields: Any) -> OrchestratorSnapshot:
+    """A snapshot with its address in the one spelling every key uses (lowercase)."""
     try:
-        return OrchestratorSnapshot(snapshot_at=at, **fields)
+        return OrchestratorSnapshot(snapshot_at=at, address=orchestrator_key(address), **fields)
     except ValidationError as exc:
         raise MalformedEntry(f"not a valid snapshot: {exc.errors()[0]['msg']}") from None
 
@@ -319,7 +322,7 @@ def combine(group: Sequence[OrchestratorSnapshot]) -> OrchestratorSnapshot:
     sources = {s for snapshot in group for s in snapshot.source.split("+")}
     values = {name: next((v for s in group if (v := getattr(s, name)) is not None), None) for name in MERGED_FIELDS}
     return OrchestratorSnapshot(
-        snapshot_at=group[0].snapshot_at, address=group[0].address,
+        snapshot_at=group[0].snapshot_at, address=orchestrator_key(group[0].address),
         source="+".join(s for s in SOURCE_ORDER if s in sources),
         pipelines=_unique(p for s in group for p in s.pipelines), models=_unique(m for s in group for m in s.models),
         **values,
@@ -328,11 +331,11 @@ def combine(group: Sequence[OrchestratorSnapshot]) -> OrchestratorSnapshot:
 
 def merge_snapshots(snapshots: Sequence[OrchestratorSnapshot], *, not_scope: Collection[str] = ()
                     ) -> list[OrchestratorSnapshot]:
-    """One snapshot per address (case-insensitive); `not_scope` ones only when some sighting offers Scope."""
+    """One snapshot per address (any casing, stored lowercase); `not_scope` ones only when a sighting offers Scope."""
     groups: dict[str, list[OrchestratorSnapshot]] = {}
     for snapshot in sorted(snapshots, key=lambda s: _rank(s.source)):  # stable: source order kept within a rank
-        groups.setdefault(snapshot.address.lower(), []).append(snapshot)
-    dropped = {a.lower() for a in not_scope}
+        groups.setdefault(orchestrator_key(snapshot.address), []).append(snapshot)
+    dropped = {orchestrator_key(a) for a in not_scope}
     return [combine(g) for key, g in groups.items() if key not in dropped or any(s.offers_scope for s in g)]
 
 
@@ -401,11 +404,11 @@ def build_result(at: datetime, outcomes: Sequence[SourceOutcome]) -> DiscoveryRe
     """Merge the sources' snapshots; name the addresses left out because a gateway saw them without Scope."""
     not_scope = {e.address for o in outcomes if o.stats.source == "gateway" for e in o.excluded}
     merged = merge_snapshots([s for o in outcomes for s in o.snapshots], not_scope=not_scope)
-    kept = {s.address.lower() for s in merged}
+    kept = {s.address for s in merged}
     return DiscoveryResult(
         snapshot_id=f"discovery-{at:%Y%m%dT%H%M%S%f}Z-{uuid.uuid4().hex[:8]}", snapshot_at=at,
         snapshots=tuple(merged), sources=tuple(o.stats for o in outcomes),
-        not_scope=tuple(sorted(a for a in not_scope if a.lower() not in kept)),
+        not_scope=tuple(sorted({orchestrator_key(a) for a in not_scope} - kept)),
     )
 
 
@@ -416,7 +419,7 @@ def land_discovery(lake: Lake, result: DiscoveryResult) -> Path | None:
 
 def orchestrator_rows(result: DiscoveryResult) -> list[list[Any]]:
     """ORCHESTRATOR_COLUMNS rows, by source then address."""
-    ordered = sorted(result.snapshots, key=lambda s: (_rank(s.source), s.source, s.address.lower()))
+    ordered = sorted(result.snapshots, key=lambda s: (_rank(s.source), s.source, s.address))
     return [[getattr(s, c) for c in ORCHESTRATOR_COLUMNS] for s in ordered]
 
 

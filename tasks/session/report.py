@@ -13,6 +13,7 @@ from analytics.lake import Lake
 from analytics.records import RunRecord
 from config.scenarios import Scenario
 from config.settings import Settings, load_settings
+from tasks.fleet.roster import find_orchestrator, orchestrator_key
 from tasks.session.target import RunTarget
 
 SUMMARY_FIGURES = (
@@ -37,25 +38,31 @@ class RunInputs:
 def resolve_run_inputs(scenario: str, scope_url: str, orchestrator: str | None, config: str | None) -> RunInputs:
     """Load the config, find the scenario and the orchestrator the instance is pinned to."""
     settings = load_settings(config)
+    lake = Lake.from_env()
     return RunInputs(
         settings=settings,
         scenario=settings.scenario(scenario),
-        target=resolve_target(settings, scope_url, orchestrator),
-        lake=Lake.from_env(),
+        target=resolve_target(settings, scope_url, orchestrator, lake=lake),
+        lake=lake,
     )
 
 
-def resolve_target(settings: Settings, scope_url: str, orchestrator: str | None) -> RunTarget:
-    """Attribute the run: the named orchestrator, else the one the instance is configured for."""
+def resolve_target(settings: Settings, scope_url: str, orchestrator: str | None, *,
+                   lake: Lake | None = None) -> RunTarget:
+    """Attribute the run: the named orchestrator, else the instance's; its URI and region from discovery.
+
+    The address is stored lowercase; URI and region come from the lake's latest snapshot of that
+    orchestrator, else from the static config.
+    """
     url = scope_url.rstrip("/")
     instance = next((i for i in settings.instances if i.url and i.base_url() == url), None)
     address = orchestrator or (instance.orchestrator if instance else None)
-    static = next((o for o in settings.discovery.orchestrators if address and o.address.lower() == address.lower()), None)
+    known = find_orchestrator(lake, settings, address) if address else None
     return RunTarget(
         scope_url=url,
-        orchestrator=address,
-        orchestrator_uri=static.uri if static else None,
-        region=static.region if static else None,
+        orchestrator=orchestrator_key(address) if address else None,
+        orchestrator_uri=known.uri if known else None,
+        region=known.region if known else None,
         scope_instance=instance.name if instance else url,
     )
 

@@ -57,7 +57,7 @@ def test_gateway_entry_fills_capacity_hardware_and_models() -> None:
     entry = gateway_entry()
     snapshot = parse(entry)
     assert isinstance(snapshot, OrchestratorSnapshot)
-    assert snapshot.address == entry["address"] and snapshot.uri == entry["orch_uri"]
+    assert snapshot.address == entry["address"].lower() and snapshot.uri == entry["orch_uri"]
     assert (snapshot.capacity, snapshot.capacity_in_use, snapshot.warm) == (2, 1, True)
     assert snapshot.gpu_name == "NVIDIA L40S" and snapshot.gpu_vram_mb == 48 * 1024
     assert snapshot.source == "gateway" and snapshot.offers_scope is True
@@ -173,7 +173,7 @@ def test_any_mangled_entry_parses_or_is_malformed_never_crashes() -> None:
 def test_registered_entries() -> None:
     snapshot = parse_registered_entry({"Address": "0xA", "ServiceURI": "https://a:8935", "Active": True}, AT)
     assert (snapshot.address, snapshot.uri, snapshot.source, snapshot.offers_scope) == \
-        ("0xA", "https://a:8935", "registered", None)
+        ("0xa", "https://a:8935", "registered", None)
     assert parse_registered_entry({"Address": "0xB", "ServiceURI": "https://b", "Active": False}, AT) == \
         Excluded("0xB", "inactive")
     for bad in ({"ServiceURI": "https://c"}, {"Address": "0xC", "Active": "yes"}, ["0xC"]):
@@ -183,7 +183,7 @@ def test_registered_entries() -> None:
 
 def test_plain_list_entries() -> None:
     full = parse_listed_entry({"id": "orch-1", "address": "0xA", "uri": "https://a", "region": "eu"}, AT)
-    assert (full.address, full.uri, full.region, full.source) == ("0xA", "https://a", "eu", "json_url")
+    assert (full.address, full.uri, full.region, full.source) == ("0xa", "https://a", "eu", "json_url")
     legacy = parse_listed_entry({"id": "orch-2", "address": "https://b:8935", "region": "us"}, AT)
     assert (legacy.address, legacy.uri) == ("orch-2", "https://b:8935")
     assert parse_listed_entry({"id": "orch-3", "uri": "https://c"}, AT).address == "orch-3"
@@ -216,18 +216,18 @@ def test_merge_combines_sources_with_gateway_data_winning() -> None:
         snap("0xAbc", "static", uri="https://from-config", region="us", capacity=9),
         snap("0xother", "static"),
     ])
-    assert [m.address for m in merged] == ["0xABC", "0xother"]  # gateway's casing: it ranks first
+    assert [m.address for m in merged] == ["0xabc", "0xother"]  # one orchestrator, stored lowercase
     one = merged[0]
     assert one.source == "gateway+json_url+static"
     assert (one.uri, one.region, one.capacity, one.gpu_name) == ("https://from-gateway", "eu", 1, "L40S")
     assert (one.pipelines, one.models, one.offers_scope) == ((CAP,), ("scope",), True)
 
 
-def test_merge_keeps_first_seen_casing_within_a_source_and_names_a_source_once() -> None:
+def test_merge_stores_one_lowercase_address_and_names_a_source_once() -> None:
     merged = merge_snapshots([snap("0xDEF", "json_url", region="eu"), snap("0xdef", "json_url", uri="https://d")])
     assert len(merged) == 1
     one = merged[0]
-    assert (one.address, one.source, one.uri, one.region) == ("0xDEF", "json_url", "https://d", "eu")
+    assert (one.address, one.source, one.uri, one.region) == ("0xdef", "json_url", "https://d", "eu")
 
 
 def test_addresses_a_gateway_saw_without_scope_are_left_out() -> None:
@@ -290,8 +290,8 @@ def test_sources_are_merged_and_malformed_entries_counted() -> None:
                        orchestrators=[StaticOrchestrator(address="0xS1", uri="https://s1")])
     result = run(config, transport)
     by_address = {s.address: s for s in result.snapshots}
-    assert set(by_address) == {"0xB1", "0xF2", "0xL1", "0xS1"}
-    assert by_address["0xB1"].source == "gateway+registered" and by_address["0xF2"].region == "eu"
+    assert set(by_address) == {"0xb1", "0xf2", "0xl1", "0xs1"}
+    assert by_address["0xb1"].source == "gateway+registered" and by_address["0xf2"].region == "eu"
     assert result.not_scope == ("0x03",)
     stats = {s.source: s for s in result.sources}
     assert (stats["gateway"].entries, stats["gateway"].skipped, stats["gateway"].excluded) == (2, 2, 1)
@@ -331,7 +331,7 @@ def test_a_failing_source_is_logged_and_the_others_still_count(caplog: pytest.Lo
     with caplog.at_level(logging.WARNING, logger="tasks.fleet.discovery"):
         config = discovery(json_list_urls=urls, timeout_s=0.2)
         result = run(config, routes(failing_answers()), max_response_bytes=4096)
-    assert [s.address for s in result.snapshots] == ["0xOK"]
+    assert [s.address for s in result.snapshots] == ["0xok"]
     stats = {s.url.split("?")[0].rsplit("/", 1)[1]: s for s in result.sources}
     assert [name for name, s in stats.items() if not s.ok] == [p.strip("/") for p in failing]
     assert stats["refused"].failure_category == stats["slow"].failure_category == Category.NETWORK
@@ -356,6 +356,20 @@ def test_snapshots_land_as_one_file_per_discovery(tmp_path) -> None:
     path = land_discovery(lake, result)
     assert path is not None and path.stem == result.snapshot_id
     rows = lake.query("SELECT address, source, capacity, gpu_name FROM orchestrators").rows
-    assert rows == [("0xL4", "gateway", 2, "NVIDIA L40S")]
+    assert rows == [("0xl4", "gateway", 2, "NVIDIA L40S")]
     markdown = discovery_markdown(result)
-    assert "0xL4" in markdown and "| gateway |" in markdown
+    assert "0xl4" in markdown and "| gateway |" in markdown
+
+
+CHECKSUMMED = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"  # EIP-55 casing, as a gateway reports it
+
+
+def test_a_checksummed_gateway_address_and_a_lowercase_listed_one_are_one_orchestrator(tmp_path) -> None:
+    transport = routes({"/getNetworkCapabilities": [gateway_entry(CHECKSUMMED)],
+                        "/list": [{"address": CHECKSUMMED.lower(), "uri": "https://listed", "region": "eu"}]})
+    result = run(discovery(gateway_urls=[GW], json_list_urls=[f"{GW}/list"]), transport)
+    (one,) = result.snapshots
+    assert (one.address, one.source, one.region) == (CHECKSUMMED.lower(), "gateway+json_url", "eu")
+    lake = Lake(tmp_path)
+    land_discovery(lake, result)
+    assert lake.query("SELECT address FROM orchestrators").rows == [(CHECKSUMMED.lower(),)]
