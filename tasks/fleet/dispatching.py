@@ -3,7 +3,8 @@
 Launching a run is handed in as a callable (the dispatch flow passes one that runs the
 `run-scenario` flow inside Prefect's global concurrency limits), so this loop is plain
 asyncio and tested without Prefect. Everything it decides from comes from the lake
-(rule 1): runs, their outcomes and the orchestrator snapshots.
+(rule 1): runs, their outcomes (instances that failed to start back off) and the latest
+orchestrator snapshots (who exists, where to pin, who had no free capacity).
 """
 
 from __future__ import annotations
@@ -14,37 +15,32 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from fractions import Fraction
 
 import polars as pl
 
 from analytics.lake import Lake
+from config.scenarios import Scenario
 from config.settings import Settings
+from tasks.fleet.instance_failures import instance_backoff_until
 from tasks.fleet.planner import Assignment, InstanceSlot, plan
+from tasks.fleet.roster import Orchestrator, known_orchestrators, orchestrator_key
 from tasks.session.target import utc_now
 
 _log = logging.getLogger(__name__)
 REPLAN_EVERY_S = 30.0  # re-plan while runs go on, so cooldowns and back-offs that end are seen
 DEFAULT_WINDOW_S = 3600.0  # one dispatch call plans for an hour, then waits for its runs
-Launch = Callable[[Assignment, "Orchestrator"], Awaitable[dict]]
-
-
-@dataclass(frozen=True)
-class Orchestrator:
-    """What dispatch knows of one orchestrator: identity, where to pin, when first seen."""
-
-    address: str
-    uri: str | None
-    region: str | None
-    first_seen: dt.datetime
+Launch = Callable[[Assignment, Orchestrator], Awaitable[dict]]
 
 
 @dataclass(frozen=True)
 class FleetState:
     """The lake's view of the fleet at one moment."""
 
-    orchestrators: dict[str, Orchestrator]
+    orchestrators: dict[str, Orchestrator]  # by orchestrator_key
     runs: pl.DataFrame
     running_orchestrators: frozenset[str]
+    instances_backing_off: dict[str, dt.datetime] = field(default_factory=dict)  # name -> until
 
 
 @dataclass
@@ -61,36 +57,28 @@ class DispatchSummary:
         return {"launched": self.launched, "outcomes": self.outcomes, "errors": self.errors, "runs": self.runs}
 
 
-def known_orchestrators(lake: Lake, settings: Settings) -> dict[str, Orchestrator]:
-    """Orchestrators of the latest discovery (within one refresh interval), plus the static list."""
-    window_s = int(settings.discovery.refresh_interval_hours * 3600)
-    snapshots = lake.query_frame(
-        "with history as (select address, min(snapshot_at) first_seen from orchestrator_snapshots group by 1) "
-        "select o.address, o.uri, o.region, h.first_seen from orchestrators o join history h using (address) "
-        f"where coalesce(o.offers_scope, true) and o.snapshot_at >= "
-        f"(select max(snapshot_at) from orchestrators) - interval ({window_s}) second"
-    )
-    found = {
-        row["address"].lower(): Orchestrator(row["address"], row["uri"], row["region"], row["first_seen"])
-        for row in snapshots.iter_rows(named=True)
-    }
-    now = utc_now()
-    for static in settings.discovery.orchestrators:
-        found.setdefault(static.address.lower(), Orchestrator(static.address, static.uri, static.region, now))
-    return found
-
-
-def read_fleet_state(lake: Lake, settings: Settings) -> FleetState:
-    """Orchestrators, runs, and which orchestrators have a run going (from any harness process)."""
+def read_fleet_state(lake: Lake, settings: Settings, *, now: dt.datetime) -> FleetState:
+    """Orchestrators, runs, which orchestrators have a run going (from any harness process), instances backing off."""
     runs = lake.runs_frame()
     running = runs.filter(pl.col("outcome").is_null()) if "outcome" in runs.columns else runs.head(0)
-    busy = frozenset(a.lower() for a in running.get_column("orchestrator").drop_nulls().to_list()) if len(running) else frozenset()
-    return FleetState(known_orchestrators(lake, settings), runs, busy)
+    busy = frozenset(orchestrator_key(a) for a in running.get_column("orchestrator").drop_nulls().to_list())
+    backing_off = instance_backoff_until(runs, [i.name for i in settings.instances], now=now,
+                                         first_s=settings.dispatch.instance_backoff_s,
+                                         max_s=settings.dispatch.instance_backoff_max_s)
+    return FleetState(known_orchestrators(lake, settings), runs, busy, backing_off)
 
 
 def instance_slots(settings: Settings) -> list[InstanceSlot]:
     """Every configured Scope instance as a planner slot (static ones pinned to their orchestrator)."""
-    return [InstanceSlot(name=i.name, kind=i.kind, orchestrator=i.orchestrator) for i in settings.instances]
+    return [InstanceSlot(name=i.name, kind=i.kind, orchestrator=i.orchestrator and orchestrator_key(i.orchestrator))
+            for i in settings.instances]
+
+
+def session_share(settings: Settings, instance: str) -> Fraction:
+    """The share of this process one session on ``instance`` takes: 1 / max_concurrent_sessions of its driver."""
+    config = next(i for i in settings.instances if i.name == instance)
+    driver = settings.driver_for(config.driver)
+    return Fraction(1, getattr(settings.dispatch.max_concurrent_sessions, driver))
 
 
 async def dispatch_runs(
@@ -102,14 +90,20 @@ async def dispatch_runs(
     window_s: float = DEFAULT_WINDOW_S,
     clock: Callable[[], dt.datetime] = utc_now,
 ) -> DispatchSummary:
-    """Plan and launch runs until the window closes (then wait for them) or nothing is left to plan."""
+    """Plan and launch runs until the window closes (then wait for them) or nothing is left to plan.
+
+    Never more sessions at once than dispatch.max_concurrent_sessions allows this process; an
+    instance whose launch raised is not used again in this call.
+    """
     summary = DispatchSummary()
     running: dict[asyncio.Task, Assignment] = {}
+    failed_instances: set[str] = set()
     deadline = time.monotonic() + window_s
     scenarios = settings.expand_scenarios()
     while True:
         if time.monotonic() < deadline and (max_runs is None or summary.launched < max_runs):
-            for assignment, orchestrator in _next_assignments(settings, lake, scenarios, running, clock()):
+            for assignment, orchestrator in _next_assignments(settings, lake, scenarios, running, failed_instances,
+                                                              clock()):
                 if max_runs is not None and summary.launched >= max_runs:
                     break
                 running[asyncio.create_task(launch(assignment, orchestrator))] = assignment
@@ -120,34 +114,49 @@ async def dispatch_runs(
             return summary
         done, _ = await asyncio.wait(running, timeout=REPLAN_EVERY_S, return_when=asyncio.FIRST_COMPLETED)
         for task in done:
-            _collect(summary, running.pop(task), task)
+            assignment = running.pop(task)
+            if not _collect(summary, assignment, task):
+                failed_instances.add(assignment.instance)
 
 
-def _next_assignments(settings, lake, scenarios, running, now) -> list[tuple[Assignment, Orchestrator]]:
-    state = read_fleet_state(lake, settings)
-    busy_instances = {a.instance for a in running.values()}
-    busy = set(state.running_orchestrators) | {a.orchestrator.lower() for a in running.values()}
+def _next_assignments(settings: Settings, lake: Lake, scenarios: list[Scenario],
+                      running: dict[asyncio.Task, Assignment], failed_instances: set[str],
+                      now: dt.datetime) -> list[tuple[Assignment, Orchestrator]]:
+    """What to launch now: the plan for the free instances, cut to the sessions this process has room for."""
+    state = read_fleet_state(lake, settings, now=now)
+    unusable = {a.instance for a in running.values()} | failed_instances | set(state.instances_backing_off)
+    busy = set(state.running_orchestrators) | {orchestrator_key(a.orchestrator) for a in running.values()}
     assignments = plan(
-        orchestrators=[o.address for o in state.orchestrators.values()],
-        first_seen={o.address: o.first_seen for o in state.orchestrators.values()},
+        orchestrators=list(state.orchestrators),
+        first_seen={key: o.first_seen for key, o in state.orchestrators.items()},
         runs=state.runs,
         scenarios=scenarios,
-        free_instances=[s for s in instance_slots(settings) if s.name not in busy_instances],
+        free_instances=[s for s in instance_slots(settings) if s.name not in unusable],
         busy_orchestrators=busy,
         budget=settings.budget,
         now=now,
+        no_capacity_at={key: o.no_capacity_at for key, o in state.orchestrators.items() if o.no_capacity_at},
     )
-    return [(a, state.orchestrators[a.orchestrator.lower()]) for a in assignments]
+    room = 1 - sum((session_share(settings, a.instance) for a in running.values()), Fraction(0))
+    chosen = []
+    for assignment in assignments:
+        share = session_share(settings, assignment.instance)
+        if share <= room:
+            room -= share
+            chosen.append((assignment, state.orchestrators[assignment.orchestrator]))
+    return chosen
 
 
-def _collect(summary: DispatchSummary, assignment: Assignment, task: asyncio.Task) -> None:
+def _collect(summary: DispatchSummary, assignment: Assignment, task: asyncio.Task) -> bool:
+    """Count a finished launch in the summary; False when it raised instead of landing a run."""
     error = task.exception()
     if error is not None:
         message = f"{assignment.scenario} on {assignment.orchestrator} via {assignment.instance}: {error}"
         _log.error("run could not be carried out: %s", message)
         summary.errors.append(message)
-        return
+        return False
     result = task.result()
     outcome = str(result.get("outcome"))
     summary.outcomes[outcome] = summary.outcomes.get(outcome, 0) + 1
     summary.runs.append(result)
+    return True

@@ -109,3 +109,25 @@ async def test_dispatch_starts_and_stops_managed_instances_pinned_to_orchestrato
     assert outcomes[black["address"]][0] == "failed" and "black" in outcomes[black["address"]][1]
     assert _live_processes_mentioning(str(assets)) == []
     assert os.listdir(tmp_path / "data" / "instances")  # each managed server's output was kept
+
+
+async def test_a_managed_instance_that_cannot_start_lands_its_failure_and_backs_off(prefect_api, tmp_path, monkeypatch):
+    orchestrators = [{"address": f"0xDEAD{i}", "uri": f"https://dead{i}.test:8935", "region": "eu"} for i in range(3)]
+    command = f"{sys.executable} -c \"import sys; print('Error: no CUDA device'); sys.exit(1)\" {{port}}"
+    instances = [{"name": "broken", "kind": "managed", "command": command, "startup_timeout_s": 20}]
+    config = _config(tmp_path, instances=instances, orchestrators=orchestrators)
+    data = tmp_path / "data"
+
+    summary = await _dispatch(config, data, monkeypatch, max_runs=20)  # the storm used to launch all 20 at once
+
+    assert (summary["launched"], summary["errors"], summary["outcomes"]) == (1, [], {"aborted": 1})
+    (run,) = Lake(data).query_frame("select * from runs").to_dicts()
+    assert (run["outcome"], run["failure_category"], run["failure_phase"], run["scope_instance"]) == (
+        "aborted", "harness", "prepare", "broken")
+    assert "exited with code 1" in run["failure_reason"] and "Error: no CUDA device" in run["failure_reason"]
+    assert run["orchestrator"] == run["orchestrator"].lower() and run["orchestrator_uri"].startswith("https://dead")
+    assert [p.name for p in (data / "instances").iterdir()] == ["broken.log"]
+    # the instance backs off (10 s, doubling): dispatching again at once launches nothing
+    again = await _dispatch(config, data, monkeypatch, max_runs=20)
+    assert again["launched"] == 0
+    assert len(Lake(data).query_frame("select * from runs")) == 1
