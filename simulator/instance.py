@@ -187,8 +187,12 @@ class ScopeInstance:
 
     def gpu_stats(self, now: float) -> dict:
         """The `gpu` entry of the metrics."""
-        active = self.active if self.session is None else self.behaviour(self.session)
-        return behaviour.gpu_stats(active, self.pipelines.loaded_ids, self.session, self.leaked_sessions, now)
+        if self.session is not None:
+            active, session = self.behaviour(self.session), self.session
+        else:  # the first live WebRTC session is the one Scope's metrics show; its timeline holds the fault
+            active = self.active
+            session = next((s.timeline for s in self.webrtc_history if s.live and s.timeline is not None), None)
+        return behaviour.gpu_stats(active, self.pipelines.loaded_ids, session, self.leaked_sessions, now)
 
     def truth(self) -> dict:
         """The body of `GET /_sim/truth`."""
