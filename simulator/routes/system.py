@@ -15,6 +15,22 @@ from simulator.routes.deps import instance_of
 SCOPE_VERSION = "0.2.4"
 GIT_COMMIT = "5c0pe5im"
 
+# What a Linux host without the NDI SDK answers, as real Scope 0.2.4 did.
+VIDEO_IO_UNAVAILABLE = {
+    "spout": {
+        "available": False, "reason": "Spout is Windows-only",
+        "install_hint": "Run Scope on Windows to use Spout sources and sinks.",
+    },
+    "ndi": {
+        "available": False, "reason": "NDI SDK not found",
+        "install_hint": "Install the NDI SDK from https://ndi.video/tools and restart Scope.",
+    },
+    "syphon": {
+        "available": False, "reason": "Syphon is macOS-only",
+        "install_hint": "Run Scope on macOS to use Syphon sources and sinks.",
+    },
+}
+
 router = APIRouter()
 
 
@@ -35,14 +51,13 @@ async def hardware_info(instance: ScopeInstance = Depends(instance_of)) -> dict:
     """VRAM of the GPU (null without one) and the local video I/O integrations."""
     profile = instance.profile
     vram_gb = round(profile.vram_total_mb / 1024, 2) if profile.has_gpu else None
-    unavailable = {"available": False}
-    return {"vram_gb": vram_gb, "spout": unavailable, "ndi": unavailable, "syphon": unavailable}
+    return {"vram_gb": vram_gb, **VIDEO_IO_UNAVAILABLE}
 
 
 @router.get("/api/v1/pipelines/schemas")
-async def pipeline_schemas() -> dict:
-    """Every pipeline's schema and metadata."""
-    return catalog.schemas_payload()
+async def pipeline_schemas(instance: ScopeInstance = Depends(instance_of)) -> dict:
+    """Every registered pipeline's schema and metadata (no GPU: only the weight-free ones)."""
+    return catalog.schemas_payload(has_gpu=instance.profile.has_gpu)
 
 
 @router.get("/api/v1/logs/tail")
