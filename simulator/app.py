@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from http import HTTPStatus
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from simulator.headless import Headless, HeadlessError
@@ -17,6 +20,7 @@ from simulator.webrtc import WebRtcError, WebRtcHub
 TRANSPORT_KEY = "sim.transport"  # put into each request's scope state by server.ResettableH11Protocol
 HANG_POLL_S = 0.05
 SIM_PREFIX = "/_sim"
+FRONTEND_NOT_BUILT = "Frontend not built"
 
 
 def create_app(instance: ScopeInstance) -> FaultInjector:
@@ -29,7 +33,19 @@ def create_app(instance: ScopeInstance) -> FaultInjector:
         app.include_router(module.router)
     app.add_exception_handler(HeadlessError, _status_error)
     app.add_exception_handler(WebRtcError, _status_error)
+    app.add_exception_handler(StarletteHTTPException, _no_such_route)
     return FaultInjector(app, instance)
+
+
+async def _no_such_route(request: Request, exc: Exception) -> JSONResponse:
+    """Scope's answer where no route matches: its frontend catch-all takes every GET, so other methods get 405."""
+    assert isinstance(exc, StarletteHTTPException)
+    from_router = exc.status_code in (404, 405) and exc.detail == HTTPStatus(exc.status_code).phrase
+    if not from_router:
+        return await http_exception_handler(request, exc)
+    if request.method in ("GET", "HEAD"):
+        return JSONResponse({"detail": FRONTEND_NOT_BUILT}, status_code=404)
+    return JSONResponse({"detail": "Method Not Allowed"}, status_code=405, headers={"allow": "GET"})
 
 
 async def _status_error(_request: Request, exc: Exception) -> JSONResponse:

@@ -117,7 +117,7 @@ def session_metrics(active: ActiveProfile, session: HeadlessSession, now: float)
         "fps_in": 0.0,
         "fps_out": round(fps_out, 2),
         "pipeline_fps": round(fps_out / session.sinks, 2),
-        "output_sinks": session.sinks,
+        "output_sinks": {},  # Scope's generic output sinks (NDI, Spout...), none in headless runs
         "input_source_enabled": session.plan.input_path is not None,
         "input_source_type": "video_file" if session.plan.input_path is not None else None,
         "relay_mode": False,
@@ -128,9 +128,9 @@ def session_metrics(active: ActiveProfile, session: HeadlessSession, now: float)
 def gpu_stats(
     active: ActiveProfile, loaded_ids: list[str], session: HeadlessSession | None, leaked: int, now: float
 ) -> dict:
-    """The `gpu` entry of `/session/metrics` ({} without a GPU)."""
+    """The `gpu` entry of `/session/metrics`: {} as on Scope 0.2.4, unless the profile reports figures."""
     profile = active.profile
-    if not profile.has_gpu:
+    if not (profile.has_gpu and profile.reports_gpu_memory):
         return {}
     allocated = catalog.vram_mb(loaded_ids) + leaked * profile.leaked_session_vram_mb
     if session is not None:

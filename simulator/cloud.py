@@ -15,8 +15,8 @@ APP_ID_ENV = "SCOPE_CLOUD_APP_ID"
 API_KEY_ENV = "SCOPE_CLOUD_API_KEY"
 INVALID_APP_ID_AFTER_S = 0.05
 NO_CREDENTIALS_DETAIL = (
-    "400: cloud credentials not configured. Use --cloud-app-id and --cloud-api-key CLI args, "
-    "or SCOPE_CLOUD_APP_ID and SCOPE_CLOUD_API_KEY environment variables."
+    "400: cloud credentials not configured. Use --cloud-app-id or --cloud-api-key CLI args, "
+    "or SCOPE_CLOUD_APP_ID or SCOPE_CLOUD_API_KEY environment variables."
 )
 
 
@@ -116,10 +116,9 @@ class CloudConnection:
             "app_id": attempt.app_id if attempt is not None else None,
             "connection_id": self.connection_id if connected else None,
             "credentials_configured": bool(self._env.get(APP_ID_ENV)),
-            "stats": {"connected": connected, "orchestrator_url": self.orchestrator_url if connected else None},
+            "stats": None,  # 0.2.4 answers null; which orchestrator serves is only in the log
             "last_close_code": None,
             "last_close_reason": None,
-            "orchestrator_url": self.orchestrator_url if connected or connecting else None,
         }
 
     def disconnect(self) -> dict:

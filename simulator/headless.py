@@ -15,8 +15,9 @@ from simulator.session import DEFAULT_SINK, HeadlessSession, SessionPlan
 from simulator.webrtc import WebRtcHub
 
 LOGGER = "scope.server.headless"
-START_FAILED = "FrameProcessor failed to start"
+START_FAILED = "FrameProcessor failed to start (check logs for details)"
 NO_SESSION = "No active headless session"
+NO_FRAME_WHY = "(no active session or pipeline not running)"
 NOT_LOADED_LOCALLY = (
     "Pipeline {pid} is not loaded on this machine: while cloud-connected, loads go to the cloud, "
     "but a headless session runs locally"
@@ -68,7 +69,7 @@ class Headless:
             f"headless-{instance.rng.getrandbits(48):012x}", plan,
             started_mono=now, started_wall=instance.clock.wall(now),
             first_frame_s=draw_latency(instance.rng, profile.first_frame_s), fps_per_sink=fps,
-            prompt=main_prompt(request.prompts), parameters=_initial_parameters(request),
+            prompt=main_prompt(request.prompts), parameters=_initial_parameters(request, plan),
             node_parameters=request.node_parameters,
         )
 
@@ -153,13 +154,13 @@ class Headless:
             return webrtc_frame
         session = instance.session
         if session is None:
-            raise HeadlessError(404, f"No frame available: {NO_SESSION.lower()}")
+            raise HeadlessError(404, f"No frame available {NO_FRAME_WHY}")
         sink = sink_node_id or session.plan.sink_ids[0]
         if session.plan.graph and sink not in session.plan.sink_ids:
-            raise HeadlessError(404, f"No frame available for sink '{sink}'")
+            raise HeadlessError(404, f"No frame available for sink node '{sink}' {NO_FRAME_WHY}")
         frame = behaviour.output_frame(instance.behaviour(session), session, now, quality=quality, sink=sink)
         if frame is None:
-            raise HeadlessError(404, "No frame available yet")
+            raise HeadlessError(404, f"No frame available {NO_FRAME_WHY}")
         return frame
 
     def metrics(self) -> dict:
@@ -176,38 +177,41 @@ class Headless:
             sessions = {}
         return {"sessions": sessions, "gpu": instance.gpu_stats(now)}
 
-    def update_parameters(self, update: ParametersUpdate) -> None:
-        """Merge new parameters into every session (WebRTC and headless); a `prompts` entry switches the prompt."""
+    def update_parameters(self, update: ParametersUpdate) -> dict:
+        """Merge new parameters into the session, if any; a `prompts` entry switches the prompt.
+
+        Scope answers 200 with the applied parameters even when no session runs.
+        """
         instance = self.instance
         now = instance.advance()
+        applied = update.applied()
+        self.webrtc.broadcast_parameters(applied)  # every WebRTC session, echoed on its data channel
         session = instance.session
-        values = update.model_dump(exclude_unset=True)
-        reached = self.webrtc.broadcast_parameters(values)  # echoed on each session's data channel
         if session is None:
-            if reached:
-                return
-            raise HeadlessError(404, NO_SESSION)
-        session.parameters.update(values)
+            return applied
+        session.parameters.update(applied)
         if update.prompts is not None:
             text = main_prompt(update.prompts)
             latency_s = instance.behaviour(session).profile.prompt_latency_s
             session.switch_prompt(text, now, latency_s, instance.clock.wall(now))
             instance.logs.write(LOGGER, "INFO", f"Prompt updated: {text!r}")
+        return applied
 
     def parameters(self) -> dict:
-        """The `GET /session/parameters` body: the first WebRTC session's, else the headless one's."""
+        """The `GET /session/parameters` body: the first WebRTC session's, else the headless one's, else `{}`."""
         self.instance.advance()
         first_webrtc = self.webrtc.first_parameters()
         if first_webrtc is not None:
             return {"parameters": first_webrtc}
         session = self.instance.session
-        if session is None:
-            raise HeadlessError(404, NO_SESSION)
-        return {"parameters": dict(session.parameters)}
+        return {"parameters": {} if session is None else dict(session.parameters)}
 
 
-def _initial_parameters(request: SessionStartRequest) -> dict:
-    parameters = dict(request.parameters or {})
+def _initial_parameters(request: SessionStartRequest, plan: SessionPlan) -> dict:
+    # Scope starts the session's parameters from the chain and the mode, then prompts, then flat parameters.
+    parameters: dict = {"pipeline_ids": list(plan.pipeline_ids), "input_mode": request.input_mode}
     if request.prompts is not None:
         parameters["prompts"] = [item.model_dump() for item in request.prompts]
+    for key, value in (request.parameters or {}).items():
+        parameters.setdefault(key, value)
     return parameters

@@ -1,9 +1,13 @@
 """Pipeline loading with Scope's status quirks.
 
-- Right after a request the status still reads `not_loaded` for `load_status_lag_s`.
+- Scope 0.2.4 reads `loading` right after a request; with `load_status_lag_s` the status
+  still reads what it read before the request (a left-over `loaded` too) for that long.
 - A failed load reads `error` once; that read resets it to `not_loaded`; `error` is always
-  null and the reason is only in the log.
-- A load replaces the loaded set.
+  null and the reason is only in the log: `Failed to load pipeline <id>: <cause>` per
+  pipeline (the cause is `Invalid pipeline ID: <id>` for an unknown one), then the generic
+  `Some pipelines failed to load`.
+- A load replaces the loaded set. The status names the first loaded pipeline in
+  `pipeline_id` (there is no `pipeline_ids`); `load_params` is `{}` once loaded without any.
 """
 
 from __future__ import annotations
@@ -18,6 +22,9 @@ from simulator.truth import Clock, LoadRecord, TruthLog
 
 LOGGER = "scope.server.pipeline_manager"
 UNKNOWN_FAILS_AFTER_S = 0.2  # an unknown id fails as soon as the registry is asked
+LOADING_STAGE = "Initializing pipeline..."
+MODELS_DIR = "/root/.daydream-scope/models"
+ALL_FAILED = "Some pipelines failed to load"
 
 
 @dataclass
@@ -28,9 +35,15 @@ class LoadJob:
     load_params: dict | None
     visible_at: float  # monotonic: status reads `loading` from here
     done_at: float  # monotonic: loaded or failed
-    failure: str | None
+    causes: dict[str, str]  # pipeline id -> why it failed to load
     profile_fault: bool  # the failure comes from the profile (a fault to report), not from bad ids
     record: LoadRecord
+    before: dict  # the status body as it read before the request
+
+    @property
+    def failure(self) -> str | None:
+        """Why the load failed (every failing pipeline's cause), None when it succeeds."""
+        return "; ".join(self.causes.values()) or None
 
 
 class PipelineManager:
@@ -53,17 +66,21 @@ class PipelineManager:
         now = self._clock.now()
         if self._job is not None:
             self._job.record.superseded = True
+        before = self.status(now, consume_error=False)
         cold = self._take_cold(profile)
         load_s = draw_latency(self._rng, profile.cold_load_s if cold else profile.load_s)
-        failure, from_profile = self._failure_for(pipeline_ids, profile)
-        if failure is not None and not from_profile:
-            load_s = min(load_s, UNKNOWN_FAILS_AFTER_S)
+        causes, from_profile = self._causes_for(pipeline_ids, profile)
+        if causes and not from_profile:
+            load_s = UNKNOWN_FAILS_AFTER_S
         record = LoadRecord(list(pipeline_ids), round(load_s, 3), cold, False, self._clock.wall(now))
         self._truth.loads.append(record)
         lag_s = min(profile.load_status_lag_s, load_s)
-        self._job = LoadJob(list(pipeline_ids), load_params, now + lag_s, now + load_s, failure, from_profile, record)
+        self._job = LoadJob(
+            list(pipeline_ids), load_params, now + lag_s, now + load_s, causes, from_profile, record, before
+        )
         self.loaded_ids, self.load_params, self._error_unread = [], load_params, False
-        self._logs.write(LOGGER, "INFO", f"Loading pipelines {pipeline_ids} (load_params={load_params})")
+        pairs = [(pid, pid) for pid in pipeline_ids]
+        self._logs.write(LOGGER, "INFO", f"Loading {len(pipeline_ids)} pipeline(s): {pairs}")
         return self._job
 
     def _take_cold(self, profile: Profile) -> bool:
@@ -71,13 +88,13 @@ class PipelineManager:
         return candidate and self._rng.random() < profile.cold_start_probability
 
     @staticmethod
-    def _failure_for(pipeline_ids: list[str], profile: Profile) -> tuple[str | None, bool]:
-        unknown = catalog.unknown_ids(pipeline_ids)
+    def _causes_for(pipeline_ids: list[str], profile: Profile) -> tuple[dict[str, str], bool]:
+        unknown = catalog.unknown_ids(pipeline_ids, has_gpu=profile.has_gpu)
         if unknown:
-            return f"ValueError: Unknown pipeline(s): {unknown}; available: {sorted(catalog.CATALOG)}", False
-        if profile.fault is FaultKind.LOAD_ERROR:
-            return profile.load_error_reason, True
-        return None, False
+            return {pid: f"Invalid pipeline ID: {pid}" for pid in unknown}, False
+        if profile.fault is FaultKind.LOAD_ERROR and pipeline_ids:
+            return {pipeline_ids[0]: profile.load_error_reason}, True
+        return {}, False
 
     def advance(self, now: float) -> None:
         """Finish the running load if its time has come."""
@@ -88,41 +105,48 @@ class PipelineManager:
         wall = self._clock.wall(job.done_at)
         if job.failure is None:
             self.loaded_ids = job.pipeline_ids
-            self._logs.write(LOGGER, "INFO", f"Pipelines {job.pipeline_ids} loaded in {job.record.load_s:.2f}s", wall_s=wall)
+            for pid in job.pipeline_ids:
+                self._logs.write(LOGGER, "INFO", f"Pipeline {pid} loaded successfully", wall_s=wall)
+            self._logs.write(LOGGER, "INFO", f"All {len(job.pipeline_ids)} pipeline(s) loaded successfully", wall_s=wall)
             return
         job.record.failed, job.record.reason = True, job.failure
         self._error_unread = True
-        self._logs.write(
-            LOGGER, "ERROR", f"Failed to load pipelines {job.pipeline_ids}: {job.failure}", wall_s=wall,
-            body=("Traceback (most recent call last):", '  File "scope/server/pipeline_manager.py", line 412, in _load', f"{job.failure}"),
-        )
+        self._log_failure(job, wall)
         if job.profile_fault:
             self._truth.instant_fault(FaultKind.LOAD_ERROR, wall)
 
-    def status(self, now: float) -> dict:
+    def _log_failure(self, job: LoadJob, wall: float) -> None:
+        # Scope logs each pipeline's cause, then a line per failed pipeline, then a generic summary.
+        for pid, cause in job.causes.items():
+            advice = f"consider removing the models directory '{MODELS_DIR}' and re-downloading models."
+            self._logs.write(
+                LOGGER, "ERROR", f"Failed to load pipeline {pid}: {cause}. If this error persists, {advice}", wall_s=wall
+            )
+            self._logs.write(LOGGER, "ERROR", f"Failed to load pipeline: {pid}", wall_s=wall)
+        self._logs.write(LOGGER, "ERROR", ALL_FAILED, wall_s=wall)
+
+    def status(self, now: float, *, consume_error: bool = True) -> dict:
         """The `/pipeline/status` body; reading an `error` resets it to `not_loaded`."""
         self.advance(now)
         job = self._job
         if job is not None:
-            state = "not_loaded" if now < job.visible_at else "loading"
-            return self._status_body(state, job.pipeline_ids if state == "loading" else [], "loading_pipelines")
+            return dict(job.before) if now < job.visible_at else self._status_body("loading")
         if self._error_unread:
-            self._error_unread = False
-            return self._status_body("error", [], None)
-        if self.loaded_ids:
-            return self._status_body("loaded", self.loaded_ids, None)
-        return self._status_body("not_loaded", [], None)
+            self._error_unread = not consume_error
+            return self._status_body("error")
+        return self._status_body("loaded" if self.loaded_ids else "not_loaded")
 
-    def _status_body(self, state: str, pipeline_ids: list[str], stage: str | None) -> dict:
+    def _status_body(self, state: str) -> dict:
+        loaded = state == "loaded"
         return {
             "status": state,
-            "pipeline_id": pipeline_ids[0] if pipeline_ids else None,
-            "pipeline_ids": pipeline_ids,
-            "load_params": self.load_params if pipeline_ids else None,
-            "loaded_lora_adapters": [],
+            "pipeline_id": self.loaded_ids[0] if loaded else None,
+            # Scope reports the request's load_params, else the loaded pipeline's own ({} without any).
+            "load_params": self.load_params or ({} if loaded else self.load_params),
+            "loaded_lora_adapters": None,
             "error": None,
-            "loading_stage": stage if state == "loading" else None,
-            "produces_video": bool(pipeline_ids) and state == "loaded",
+            "loading_stage": LOADING_STAGE if state == "loading" else None,
+            "produces_video": True,
             "produces_audio": False,
         }
 

@@ -89,11 +89,16 @@ class Profile(BaseModel):
     first_frame_s: Latency = Field((0.5, 0.25), description="session start answered -> first frame")
     fps_out: float | None = Field(None, gt=0, description="output fps per sink; None: the pipeline's own")
     prompt_latency_s: float = Field(0.3, ge=0, description="prompt switch -> new look in the output")
-    load_status_lag_s: float = Field(0.05, ge=0, description="status still reads not_loaded this long")
+    load_status_lag_s: float = Field(
+        0.0, ge=0, description="status still reads what it read before a load request this long (0.2.4: loading at once)"
+    )
     http_delay_s: float = Field(0.0, ge=0, description="delay added before every Scope answer")
     vram_total_mb: float = Field(24564.0, gt=0, description="GPU memory")
     gpu_name: str = "NVIDIA GeForce RTX 4090"
-    has_gpu: bool = Field(True, description="False: metrics report gpu {} and vram_gb null")
+    has_gpu: bool = Field(True, description="False: vram_gb null and only the weight-free pipelines registered")
+    reports_gpu_memory: bool = Field(
+        False, description="metrics report gpu figures; Scope 0.2.4 answers gpu {} even with a GPU (it reads total_mem)"
+    )
     leaked_session_vram_mb: float = Field(1500.0, ge=0, description="VRAM a replaced (leaked) session holds")
     webrtc_orphan_s: float = Field(30.0, gt=0, description="silent WebRTC client -> session removed (ICE consent)")
 
@@ -214,18 +219,27 @@ class LowFpsProfile(Profile):
 
 
 class VramLeakProfile(Profile):
-    """Allocated VRAM grows steadily from session start."""
+    """Allocated VRAM grows steadily from session start.
+
+    Real Scope 0.2.4 answers `gpu: {}`, so no VRAM check can see this there; this profile
+    reports `gpu` figures as a Scope with the `total_memory` fix would, to exercise the checks.
+    """
 
     name: ClassVar[str] = "vram_leak"
     fault: ClassVar[FaultKind | None] = FaultKind.VRAM_LEAK
+    reports_gpu_memory: bool = True
     leak_mb_per_s: float = Field(60.0, ge=0)
 
 
 class VramCeilingProfile(Profile):
-    """Allocated VRAM sits at 95 % of the total."""
+    """Allocated VRAM sits at 95 % of the total.
+
+    Reports `gpu` figures as a Scope with the `total_memory` fix would (0.2.4 answers `gpu: {}`).
+    """
 
     name: ClassVar[str] = "vram_ceiling"
     fault: ClassVar[FaultKind | None] = FaultKind.VRAM_CEILING
+    reports_gpu_memory: bool = True
     vram_ceiling_fraction: float = Field(0.95, gt=0, le=1)
 
 

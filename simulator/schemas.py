@@ -86,13 +86,19 @@ class CloudConnectRequest(BaseModel):
 
 
 class ParametersUpdate(BaseModel):
-    """Body of `POST /api/v1/session/parameters`; unknown keys are kept."""
+    """Body of `POST /api/v1/session/parameters`; unknown keys are kept, defaults are applied too."""
 
     model_config = ConfigDict(extra="allow")
     prompts: list[PromptItem] | None = None
+    prompt_interpolation_method: Literal["linear", "slerp"] = "linear"
+    vace_context_scale: float = Field(1.0, ge=0.0, le=2.0)
     noise_scale: float | None = Field(None, ge=0.0, le=1.0)
     width: int | None = Field(None, ge=64, le=2048)
     height: int | None = Field(None, ge=64, le=2048)
+
+    def applied(self) -> dict[str, Any]:
+        """What Scope applies and echoes as `applied_parameters`: every field that is not None."""
+        return self.model_dump(exclude_none=True)
 
 
 class ProfileRequest(BaseModel):

@@ -18,7 +18,7 @@ async def load(body: PipelineLoadRequest, instance: ScopeInstance = Depends(inst
     instance.advance()
     pipeline_ids = body.requested_ids()
     if not pipeline_ids:
-        raise HTTPException(status_code=400, detail="pipeline_ids must be provided and cannot be empty")
+        raise HTTPException(status_code=400, detail="Either 'pipelines' or 'pipeline_ids' must be provided")
     profile = instance.profile
     if isinstance(profile, NoCapacityProfile):
         instance.truth_log.instant_fault(FaultKind.NO_CAPACITY, instance.clock.wall(instance.clock.now()))

@@ -47,14 +47,13 @@ async def metrics(headless: Headless = Depends(headless_of)) -> JSONResponse:
 
 @router.post("/parameters")
 async def update_parameters(body: ParametersUpdate, headless: Headless = Depends(headless_of)) -> dict:
-    """Merge parameters; `prompts` switches the prompt."""
-    headless.update_parameters(body)
-    return {"status": "ok", "message": "Parameters updated"}
+    """Merge parameters; `prompts` switches the prompt; 200 with what was applied, session or not."""
+    return {"status": "ok", "applied_parameters": headless.update_parameters(body)}
 
 
 @router.get("/parameters")
 async def parameters(headless: Headless = Depends(headless_of)) -> dict:
-    """The session's current parameters."""
+    """The session's current parameters (`{}` without a session)."""
     return headless.parameters()
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 
 from PIL import Image
-from sim_helpers import ScopeHttp, wait_until
+from sim_helpers import FAST, ScopeHttp, wait_until
 
 from simulator.catalog import CATALOG
 from simulator.testing import SimHandle
@@ -45,12 +45,24 @@ def test_pipeline_schemas(scope: ScopeHttp) -> None:
     assert set(pipelines) == set(CATALOG)
     for pid, schema in pipelines.items():
         assert schema["id"] == pid
-        assert {"name", "supported_modes", "default_mode", "estimated_vram_gb", "produces_video"} <= schema.keys()
+        assert {"supports_prompts", "inputs", "outputs", "requires_models", "min_dimension"} <= schema.keys()
+        assert isinstance(schema["usage"], list) and schema["config_schema"]["type"] == "object"
     assert pipelines["longlive"]["supported_modes"] == ["text", "video"]
     assert pipelines["longlive"]["mode_defaults"]["video"]["width"] == 512
-    assert pipelines["ltx2"]["supported_tasks"] == ["t2v", "i2v"]
+    assert pipelines["longlive"]["supports_prompts"] is True and pipelines["rife"]["supports_prompts"] is False
+    assert pipelines["rife"]["usage"] == ["postprocessor"] and pipelines["rife"]["estimated_vram_gb"] is None
+    assert pipelines["ltx2"]["plugin_name"] == "scope-ltx-2"
     assert pipelines["passthrough"]["supported_modes"] == ["video"]
     assert pipelines["controller-viz"]["supported_modes"] == ["text"]
+
+
+def test_without_a_gpu_only_weight_free_pipelines_are_registered(scope: ScopeHttp, sim: SimHandle) -> None:
+    sim.set_profile("healthy", {**FAST, "has_gpu": False})
+    pipelines = scope.http.get("/api/v1/pipelines/schemas").json()["pipelines"]
+    assert "longlive" not in pipelines and {"passthrough", "gray", "controller-viz", "rife"} <= set(pipelines)
+    assert scope.http.post("/api/v1/pipeline/load", json={"pipeline_ids": ["longlive"]}).status_code == 200
+    wait_until(lambda: scope.http.get("/api/v1/pipeline/status").json()["status"] == "error", what="error")
+    assert any("Invalid pipeline ID: longlive" in line for line in scope.log_lines())
 
 
 def test_cloud_connect_status_disconnect(scope: ScopeHttp) -> None:
@@ -98,8 +110,15 @@ def test_session_metrics(scope: ScopeHttp) -> None:
     scope.start(pipeline_id="longlive")
     body = scope.metrics()
     assert HEADLESS_KEYS <= body["sessions"]["headless"].keys()
-    assert body["sessions"]["headless"]["headless"] is True
-    assert {"vram_allocated_mb", "vram_reserved_mb", "vram_total_mb"} <= body["gpu"].keys()
+    assert body["sessions"]["headless"]["headless"] is True and body["sessions"]["headless"]["output_sinks"] == {}
+    assert body["gpu"] == {}  # 0.2.4 reads a torch attribute that does not exist, even with a GPU
+
+
+def test_session_metrics_report_gpu_figures_when_the_profile_says(scope: ScopeHttp, sim: SimHandle) -> None:
+    sim.set_profile("healthy", {**FAST, "reports_gpu_memory": True})
+    scope.load("longlive")
+    scope.start(pipeline_id="longlive")
+    assert {"vram_allocated_mb", "vram_reserved_mb", "vram_total_mb"} <= scope.metrics()["gpu"].keys()
 
 
 def test_session_parameters_post_and_get(scope: ScopeHttp) -> None:
@@ -146,7 +165,7 @@ def test_logs_tail(scope: ScopeHttp) -> None:
     scope.load("longlive")
     newer = scope.http.get("/api/v1/logs/tail", params={"lines": 1000, "since_offset": body["offset"]}).json()
     assert newer["offset"] > body["offset"]
-    assert any("Loading pipelines ['longlive']" in line for line in newer["lines"])
+    assert any("Loading 1 pipeline(s): [('longlive', 'longlive')]" in line for line in newer["lines"])
     assert all("Assets directory" not in line for line in newer["lines"])
 
 
