@@ -34,6 +34,7 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -47,10 +48,11 @@ from errors import (
     ScopeError, ScopeTimeout, ScopeUnreachable,
 )
 from tasks.scope.models import (
-    DEFAULT_LIMITS, DEFAULT_TIMEOUTS, Asset, AssetList, CloudStatus, GpuStats, HardwareInfo,
-    HeadlessStats, Health, LogTail, PipelineSchema, PipelineSchemas, PipelineState,
+    DEFAULT_LIMITS, DEFAULT_TIMEOUTS, AppliedParameters, Asset, AssetList, CloudStatus, GpuStats,
+    HardwareInfo, HeadlessStats, Health, LogTail, PipelineSchema, PipelineSchemas, PipelineState,
     PipelineStatus, Prompt, ResponseLimits, ScopeTimeouts, SessionMetrics, SessionParameters,
-    SessionStarted, detail_of, error_for_status, failure_line, load_failure, redact,
+    SessionStarted, detail_of, error_for_status, load_failure, load_failure_reason, redact,
+    route_missing, stale_load_failure, unexpected_load,
 )
 from tasks.scope.models import WebRTCAnswer, offer_error
 
@@ -62,9 +64,6 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
-
-# FastAPI's detail when the route itself does not exist (as opposed to "no frame yet").
-ROUTE_NOT_FOUND = "Not Found"
 
 
 @dataclass(frozen=True)
@@ -206,6 +205,11 @@ class ScopeClient:
             return (await _read_up_to(response, cap))[0]
         return await _read_capped(response, cap, route)
 
+    @staticmethod
+    def _nothing_there(reply: _Reply) -> bool:
+        """A 404 that means "no session / no frame yet", not a route this server lacks."""
+        return reply.status == 404 and not route_missing(reply.status, reply.content_type, detail_of(reply.body))
+
     def _status_error(self, reply: _Reply) -> ScopeError:
         """The exception for an answer whose status is not a success, secrets redacted."""
         detail = redact(detail_of(reply.body), self._secrets)
@@ -292,22 +296,30 @@ class ScopeClient:
         return await self._call_model(PipelineStatus, "GET", "/api/v1/pipeline/status")
 
     async def wait_until_loaded(
-        self, *, timeout_s: float, poll_s: float = 0.2, not_loaded_grace_s: float = 10.0
+        self, *, timeout_s: float, poll_s: float = 0.2, not_loaded_grace_s: float = 10.0,
+        expected_ids: Sequence[str] | None = None,
     ) -> PipelineStatus:
-        """Poll until `loaded`; PhaseFailed(runner, load) if the load failed, else PhaseTimeout."""
+        """Poll until `loaded` with `expected_ids`; PhaseFailed(runner, load) if the load failed, else PhaseTimeout.
+
+        `expected_ids` are the ids the load named (node ids for the `pipelines` form); a
+        `loaded` naming others is a left-over of an earlier load. None: any `loaded` will do.
+        """
         started = time.monotonic()
         seen_loading = False
         while True:
             status = await self.pipeline_status()
             waited_s = time.monotonic() - started
-            if status.status == PipelineState.LOADED:
+            unexpected = unexpected_load(status, expected_ids)
+            if status.status == PipelineState.LOADED and unexpected is None:
                 return status
             seen_loading = seen_loading or status.status == PipelineState.LOADING
             failure = load_failure(status.status, seen_loading, waited_s, not_loaded_grace_s)
+            failure = failure or stale_load_failure(unexpected, seen_loading, waited_s, not_loaded_grace_s)
             if failure:
                 raise await self._load_failed(failure)
             if waited_s >= timeout_s:
                 stage = f" (stage {status.loading_stage})" if status.loading_stage else ""
+                stage += f" ({unexpected})" if unexpected else ""
                 raise PhaseTimeout(
                     f"pipeline not loaded within {timeout_s:.1f} s: status {status.status}{stage}",
                     category=Category.RUNNER,
@@ -316,9 +328,9 @@ class ScopeClient:
             await asyncio.sleep(min(poll_s, timeout_s - waited_s))
 
     async def _load_failed(self, how: str) -> PhaseFailed:
-        """PhaseFailed(runner, load) whose message carries the reason found in the log tail."""
+        """PhaseFailed(runner, load) whose message quotes the cause found in the log tail."""
         try:
-            reason = failure_line((await self.logs_tail(lines=200)).lines)
+            reason = load_failure_reason((await self.logs_tail(lines=200)).lines)
         except ScopeError as exc:
             reason = f"log tail unreadable: {exc}"
         reason = redact(reason, self._secrets) or "no reason found in the log tail"
@@ -359,7 +371,7 @@ class ScopeClient:
             "POST", "/api/v1/session/stop",
             budget_s=self.timeouts.read_s, cap=self.limits.json_bytes,
         )
-        if reply.status == 404 and detail_of(reply.body) != ROUTE_NOT_FOUND:
+        if self._nothing_there(reply):
             return False
         if not 200 <= reply.status < 300:
             raise self._status_error(reply)
@@ -376,7 +388,7 @@ class ScopeClient:
             "GET", "/api/v1/session/frame", budget_s=self.timeouts.frame_s,
             cap=self.limits.frame_bytes, params=params,
         )
-        if reply.status == 404 and detail_of(reply.body) != ROUTE_NOT_FOUND:
+        if self._nothing_there(reply):
             return None
         if not 200 <= reply.status < 300:
             raise self._status_error(reply)
@@ -391,9 +403,13 @@ class ScopeClient:
         """GET /api/v1/session/metrics."""
         return await self._call_model(SessionMetrics, "GET", "/api/v1/session/metrics")
 
-    async def update_parameters(self, params: dict[str, Any]) -> None:
-        """POST /api/v1/session/parameters (prompts, noise_scale, any extra key)."""
-        await self._call("POST", "/api/v1/session/parameters", json=params)
+    async def update_parameters(self, params: dict[str, Any]) -> dict[str, Any]:
+        """POST /api/v1/session/parameters (prompts, noise_scale, any extra key): what Scope applied.
+
+        Scope answers 200 even when no session runs: the parameters then reach nothing.
+        """
+        answer = await self._call_model(AppliedParameters, "POST", "/api/v1/session/parameters", json=params)
+        return answer.applied_parameters
 
     async def switch_prompt(self, text: str, weight: float = 1.0) -> None:
         """Replace the session's prompts by one prompt."""
@@ -462,7 +478,7 @@ class ScopeClient:
             "DELETE", f"/api/v1/webrtc/offer/{quote(session_id, safe='')}",
             budget_s=self.timeouts.read_s, cap=self.limits.json_bytes,
         )
-        if reply.status == 404 and detail_of(reply.body) != ROUTE_NOT_FOUND:
+        if self._nothing_there(reply):
             return False
         if not 200 <= reply.status < 300:
             raise self._status_error(reply)

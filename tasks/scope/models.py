@@ -5,7 +5,8 @@
   adds fields still parses, and only the fields the harness cannot do without are
   required (a missing one is a contract break, reported as ``BadResponse``);
 - error answers: ``detail_of`` reads a FastAPI error body, ``error_for_status`` maps a
-  status and detail to the exception tree, ``failure_line`` finds a reason in the log,
+  status and detail to the exception tree, ``route_missing`` tells a missing route from
+  "nothing there yet", ``load_failure_reason`` finds why a load failed in the log,
   ``redact`` keeps secrets out of every text the client hands on.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -32,6 +34,14 @@ CREDENTIALS_MISSING = "400: cloud credentials not configured"
 DETAIL_MAX_CHARS = 1000
 REDACTED = "**********"
 _FAILURE_WORDS = re.compile(r"error|exception|fail", re.IGNORECASE)
+# Scope logs each pipeline's cause, then "Failed to load pipeline: <id>", then "Some pipelines failed to load".
+_LOAD_CAUSE = re.compile(
+    r"(?:Failed to load|Error loading) pipeline (?P<pipeline>\S+): (?P<cause>.+?)(?:\. If this error persists.*)?$"
+)
+_LOAD_START = re.compile(r"Loading \d+ pipeline\(s\): ")
+GENERIC_LOAD_FAILURES = ("Some pipelines failed to load", "Failed to load pipeline: ")
+# 404 details that mean "no such route": Scope 0.2.4's frontend catch-all, and FastAPI's own (proxies, old builds).
+ROUTE_MISSING_DETAILS = frozenset({"Frontend not built", "Not Found"})
 
 
 @dataclass(frozen=True)
@@ -99,14 +109,27 @@ class HardwareInfo(ScopeModel):
 
 
 class PipelineSchema(ScopeModel):
-    """One entry of `GET /api/v1/pipelines/schemas`."""
+    """One entry of `GET /api/v1/pipelines/schemas`; `supported_modes` holds Scope's input modes."""
 
     id: str | None = None
     name: str | None = None
-    supported_modes: list[str] = Field(default_factory=list)
+    description: str | None = None
+    version: str | None = None
+    supported_modes: list[str] = Field(default_factory=list, description='"text" and/or "video"')
     default_mode: str | None = None
-    estimated_vram_gb: float | None = None
+    supports_prompts: bool = Field(True, description="False: the pipeline ignores prompts")
+    estimated_vram_gb: float | None = Field(None, description="None: no estimate (weight-free pipelines)")
+    requires_models: bool | None = None
+    min_dimension: int | None = None
+    usage: list[str] = Field(default_factory=list, description='"preprocessor" / "postprocessor"; [] for main')
+    inputs: list[str] = Field(default_factory=list, description="input ports, e.g. video, vace_input_frames")
+    outputs: list[str] = Field(default_factory=list)
     produces_video: bool | None = None
+    produces_audio: bool | None = None
+    plugin_name: str | None = None
+    docs_url: str | None = None
+    mode_defaults: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    config_schema: dict[str, Any] = Field(default_factory=dict)
 
 
 class CloudStatus(ScopeModel):
@@ -131,10 +154,15 @@ class CloudStatus(ScopeModel):
 
 
 class PipelineStatus(ScopeModel):
-    """`GET /api/v1/pipeline/status`; `status` is one of `PipelineState`."""
+    """`GET /api/v1/pipeline/status`; `status` is one of `PipelineState`.
+
+    0.2.4 names only the first loaded pipeline (`pipeline_id`); `pipeline_ids` is read when
+    a server lists the whole loaded set.
+    """
 
     status: str
     pipeline_id: str | None = None
+    pipeline_ids: list[str] | None = None
     load_params: dict[str, Any] | None = None
     loaded_lora_adapters: list[Any] | None = None
     error: str | None = None
@@ -215,9 +243,16 @@ class PipelineSchemas(ScopeModel):
 
 
 class SessionParameters(ScopeModel):
-    """`GET /api/v1/session/parameters`."""
+    """`GET /api/v1/session/parameters` (`{}` when no session runs)."""
 
     parameters: dict[str, Any]
+
+
+class AppliedParameters(ScopeModel):
+    """`POST /api/v1/session/parameters`: what Scope applied, its defaults included."""
+
+    status: str | None = None
+    applied_parameters: dict[str, Any] = Field(default_factory=dict)
 
 
 class AssetList(ScopeModel):
@@ -282,6 +317,39 @@ def failure_line(lines: list[str]) -> str | None:
     return None
 
 
+def route_missing(status: int, content_type: str, detail: str | None) -> bool:
+    """True when an answer says the route itself does not exist, not that there is nothing there yet."""
+    if status == 405:  # Scope's frontend catch-all takes every GET, so another method on no route is a 405
+        return True
+    return status == 404 and (detail in ROUTE_MISSING_DETAILS or content_type.startswith("text/html"))
+
+
+def load_failure_reason(lines: list[str]) -> str | None:
+    """Why the latest load failed, quoted from the log: each pipeline's own cause, not the generic summary."""
+    causes: list[str] = []
+    for line in reversed(lines):
+        if _LOAD_START.search(line):
+            break  # the latest load begins here: older failures are not this one's
+        match = _LOAD_CAUSE.search(line.strip())
+        if match:
+            pipeline, cause = match["pipeline"], match["cause"]
+            causes.insert(0, cause if pipeline in cause else f"{cause} (pipeline {pipeline})")
+    if causes:
+        return "; ".join(dict.fromkeys(causes))[:DETAIL_MAX_CHARS]
+    return failure_line([line for line in lines if not any(g in line for g in GENERIC_LOAD_FAILURES)])
+
+
+def unexpected_load(status: PipelineStatus, expected_ids: Sequence[str] | None) -> str | None:
+    """How a `loaded` reading differs from the load asked for (a left-over from an earlier load), or None."""
+    if expected_ids is None or status.status != PipelineState.LOADED:
+        return None
+    expected = list(expected_ids)
+    if status.pipeline_ids is not None:
+        same = sorted(status.pipeline_ids) == sorted(expected)
+        return None if same else f"{status.pipeline_ids} loaded, {expected} asked for"
+    return None if status.pipeline_id in expected else f"{status.pipeline_id!r} loaded, {expected} asked for"
+
+
 def load_failure(state: str, seen_loading: bool, waited_s: float, grace_s: float) -> str | None:
     """How a load failed, judged from one status reading; None while it may still succeed."""
     if state == PipelineState.ERROR:
@@ -291,6 +359,17 @@ def load_failure(state: str, seen_loading: bool, waited_s: float, grace_s: float
         return "status went back from loading to not_loaded"
     if state == PipelineState.NOT_LOADED and waited_s > grace_s:
         return f"status still not_loaded after {waited_s:.1f} s, never loading"
+    return None
+
+
+def stale_load_failure(unexpected: str | None, seen_loading: bool, waited_s: float, grace_s: float) -> str | None:
+    """How a load failed when the status shows other pipelines loaded; None while it may still start."""
+    if unexpected is None:
+        return None
+    if seen_loading:
+        return f"status went from loading to loaded with other pipelines ({unexpected}): another load replaced it"
+    if waited_s > grace_s:
+        return f"status still shows the previous load after {waited_s:.1f} s ({unexpected}), never loading"
     return None
 
 

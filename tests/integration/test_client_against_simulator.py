@@ -29,7 +29,8 @@ from errors import (
     mentions_no_capacity,
 )
 from tasks.scope.client import ScopeClient, ScopeTimeouts
-from tasks.scope.models import CloudStatus, Prompt, SessionMetrics, failure_line
+from tasks.scope.models import CloudStatus, Prompt, SessionMetrics
+from tasks.scope.preflight import preflight
 
 pytestmark = pytest.mark.integration
 
@@ -322,8 +323,9 @@ async def test_load_error_fails_with_the_reason_from_the_log():
             after = await scope.pipeline_status()
             truth = sim.truth()
     assert (caught.value.category, caught.value.phase) == (Category.RUNNER, Phase.LOAD)
-    reason = failure_line(log.lines)
-    assert reason and reason in caught.value.message and "CUDA error" in reason
+    # The cause is the pipeline's own error; the log's last error line is only Scope's generic summary.
+    assert "CUDA error: out of memory while loading pipeline weights (pipeline longlive)" in caught.value.message
+    assert log.lines[-1].endswith("Some pipelines failed to load") and "Some pipelines" not in caught.value.message
     assert after.status == "not_loaded" and after.error is None  # error reads once
     assert truth["loads"][-1]["failed"] is True
 
@@ -332,8 +334,67 @@ async def test_unknown_pipeline_is_accepted_and_fails_later():
     with running_simulator("healthy", overrides=QUICK) as sim:
         async with ScopeClient(sim.url) as scope:
             await scope.load_pipelines(["no-such-pipeline"])
-            with pytest.raises(PhaseFailed, match="no-such-pipeline"):
+            with pytest.raises(PhaseFailed) as caught:
                 await scope.wait_until_loaded(timeout_s=10.0, poll_s=0.02, not_loaded_grace_s=2.0)
+    assert caught.value.message.endswith(": Invalid pipeline ID: no-such-pipeline")
+
+
+async def test_a_loaded_left_over_from_the_previous_load_is_not_taken_for_the_new_one():
+    # For a moment after the request the status still reads what it read before: passthrough, loaded.
+    with running_simulator("healthy", overrides={**QUICK, "load_s": 0.3, "load_status_lag_s": 0.25}) as sim:
+        async with ScopeClient(sim.url) as scope:
+            await scope.load_pipelines(["passthrough"])
+            await scope.wait_until_loaded(timeout_s=10.0, poll_s=0.02, expected_ids=["passthrough"])
+            await scope.load_pipelines(["gray"])
+            unchecked = await scope.wait_until_loaded(timeout_s=10.0, poll_s=0.02)
+            checked = await scope.wait_until_loaded(timeout_s=10.0, poll_s=0.02, expected_ids=["gray"])
+    assert unchecked.pipeline_id == "passthrough"  # what a caller that names no ids gets
+    assert checked.status == "loaded" and checked.pipeline_id == "gray"
+
+
+async def test_a_load_replaced_by_another_fails():
+    with running_simulator("healthy", overrides={**QUICK, "load_s": 0.3}) as sim:
+        async with ScopeClient(sim.url) as scope:
+            await scope.load_pipelines(["gray"])
+            await eventually(scope.pipeline_status, lambda status: status.status == "loading")
+            waiting = asyncio.create_task(
+                scope.wait_until_loaded(timeout_s=10.0, poll_s=0.02, expected_ids=["gray"])
+            )
+            await scope.load_pipelines(["passthrough"])  # someone else's load replaces ours
+            with pytest.raises(PhaseFailed, match="another load replaced it"):
+                await waiting
+
+
+async def test_routes_the_server_lacks_are_errors_not_empty_answers():
+    # Under an unknown prefix every route is missing: GET meets Scope's frontend catch-all, POST a 405.
+    with running_simulator("healthy", overrides=QUICK) as sim:
+        async with ScopeClient(f"{sim.url}/no-such-prefix") as scope:
+            with pytest.raises(ScopeHTTPError, match="Frontend not built") as frame:
+                await scope.get_frame()
+            with pytest.raises(ScopeHTTPError) as stop:
+                await scope.stop_session()
+    assert (frame.value.status, stop.value.status) == (404, 405)
+
+
+async def test_schemas_feed_the_preflight():
+    with running_simulator("healthy", overrides=QUICK) as sim:
+        async with ScopeClient(sim.url) as scope:
+            schemas = await scope.pipeline_schemas()
+    assert schemas["rife"].supports_prompts is False and schemas["rife"].usage == ["postprocessor"]
+    assert schemas["longlive"].supports_prompts is True and schemas["longlive"].estimated_vram_gb
+    assert preflight(schemas, ["longlive", "rife"], "t2v", wants_prompts=True).problem is None
+    rife_alone = preflight(schemas, ["rife"], "t2v", wants_prompts=True)
+    assert rife_alone.problem == "rife has no text mode" and rife_alone.prompts_unsupported
+
+
+async def test_parameters_without_a_session_are_accepted_and_reach_nothing():
+    with running_simulator("healthy", overrides=QUICK) as sim:
+        async with ScopeClient(sim.url) as scope:
+            applied = await scope.update_parameters({"prompts": [{"text": "a", "weight": 1.0}]})
+            current = await scope.get_parameters()
+    assert applied == {"prompts": [{"text": "a", "weight": 1.0}], "prompt_interpolation_method": "linear",
+                       "vace_context_scale": 1.0}
+    assert current == {}
 
 
 async def test_cold_start_times_out_then_loads():

@@ -364,7 +364,9 @@ async def test_404_means_nothing_there_unless_the_route_itself_is_missing(loopba
     server = loopback(
         {
             "/api/v1/session/stop": answer(404, {"detail": "No active headless session"}),
-            "/api/v1/session/frame": answer(404, {"detail": "No frame available yet"}),
+            "/api/v1/session/frame": answer(
+                404, {"detail": "No frame available (no active session or pipeline not running)"}
+            ),
         }
     )
     async with ScopeClient(server.url, timeouts=FAST) as scope:
@@ -376,6 +378,30 @@ async def test_404_means_nothing_there_unless_the_route_itself_is_missing(loopba
             await scope.stop_session()
         with pytest.raises(ScopeHTTPError, match="Not Found"):
             await scope.get_frame()
+
+
+async def test_a_route_real_scope_lacks_is_an_error_not_an_empty_answer(loopback):
+    # Scope 0.2.4's frontend catch-all answers every GET it has no route for: 404 "Frontend not built"
+    # without a UI build, the UI's HTML with one; any other method there gets 405.
+    def html(handler: BaseHTTPRequestHandler, _body: bytes) -> None:
+        send(handler, 404, b"<!doctype html><html></html>", "text/html; charset=utf-8")
+
+    server = loopback(
+        {
+            "/api/v1/session/frame": answer(404, {"detail": "Frontend not built"}),
+            "/api/v1/session/stop": answer(405, {"detail": "Method Not Allowed"}),
+        }
+    )
+    async with ScopeClient(server.url, timeouts=FAST) as scope:
+        with pytest.raises(ScopeHTTPError, match="Frontend not built") as no_frame_route:
+            await scope.get_frame()
+        with pytest.raises(ScopeHTTPError) as no_stop_route:
+            await scope.stop_session()
+        server.routes["/api/v1/session/frame"] = html
+        with pytest.raises(ScopeHTTPError, match="doctype html"):
+            await scope.get_frame()
+    assert (no_frame_route.value.status, no_frame_route.value.category) == (404, Category.PROTOCOL)
+    assert no_stop_route.value.status == 405
 
 
 async def test_redirects_are_not_followed(loopback):
