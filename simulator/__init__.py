@@ -4,7 +4,7 @@ It speaks the Scope 0.2.4 HTTP contract (shared/design/scope-api.md), quirks inc
 nothing of the harness. Layout:
 
     profiles.py   behaviour profiles (healthy, slow, crash, stall, ...) as frozen pydantic models
-    catalog.py    the pipelines and their schemas, frame rates and VRAM
+    catalog.py    the pipelines and their schemas, frame rates and VRAM; config_schema.py their JSON Schema
     instance.py   one server's state: profile, faults, truth; advanced lazily from timestamps
     pipelines.py  load/status quirks     cloud.py  cloud connect     headless.py  sessions
     session.py    one session's clock    behaviour.py  how a profile shapes frames and metrics
