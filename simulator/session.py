@@ -113,7 +113,9 @@ class HeadlessSession:
         last = self._variants.get(sink)
         if last is not None and last[0] == index:
             return last[1]
-        variant = (index * 7 + self._seed) % VARIANTS
+        # A hashed, not linear, sequence: a receiver sampling every N frames (a 24-fps stream at 2 Hz)
+        # must not see one variant again and again, which a linear step of period VARIANTS would give.
+        variant = (((index * 0x9E3779B1) & 0xFFFFFFFF) >> 11 ^ self._seed) % VARIANTS
         if last is not None and variant == last[1]:
             variant = (variant + 1) % VARIANTS
         self._variants[sink] = (index, variant)

@@ -1,11 +1,27 @@
-"""Run one real session against a simulated Scope instance started for it: the suite's common move."""
+"""Run one real session against a simulated Scope instance started for it: the suite's common move.
+
+By default the simulator serves from a thread of the test process; `separate_process=True` runs
+`python -m simulator serve` as its own process instead, so a measurement of the harness's timing
+(frame arrivals, freezes) is not disturbed by the simulator sharing the harness's interpreter.
+"""
 
 from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
 
 from analytics.lake import Lake
 from analytics.records import RunRecord
 from config.settings import Settings
-from simulator.testing import running_simulator
+from simulator.testing import SimHandle, running_simulator
+from tasks.fleet.instances import free_loopback_port
 from tasks.session.target import RunTarget
 from tasks.scope.client import DEFAULT_TIMEOUTS, ScopeTimeouts
 from tasks.session.lifecycle import run_session
@@ -24,9 +40,11 @@ async def run_on_simulator(
     duration_s: float,
     orchestrator: str = DEFAULT_ORCHESTRATOR,
     timeouts: ScopeTimeouts = DEFAULT_TIMEOUTS,
+    separate_process: bool = False,
 ) -> tuple[RunRecord, dict]:
     """The run's final record and the simulator's ground truth once it ended."""
-    with running_simulator(profile, overrides=overrides, seed=seed) as sim:
+    serving = simulator_process if separate_process else running_simulator
+    with serving(profile, overrides=overrides, seed=seed) as sim:
         record = await run_session(
             settings=settings,
             scenario=settings.scenario(scenario),
@@ -36,3 +54,43 @@ async def run_on_simulator(
             timeouts=timeouts,
         )
         return record, sim.truth()
+
+
+START_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 15.0
+
+
+@contextmanager
+def simulator_process(profile: str = "healthy", *, overrides: dict | None = None, seed: int = 0) -> Iterator[SimHandle]:
+    """`python -m simulator serve` on a free loopback port, as its own process, for the block; SIGTERM at the end."""
+    port = free_loopback_port()
+    command = [sys.executable, "-m", "simulator", "serve", "--port", str(port), "--profile", profile,
+               "--seed", str(seed)]
+    for key, value in (overrides or {}).items():
+        command += ["--set", f"{key}={json.dumps(value)}"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(process, url)
+        yield SimHandle(url)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=STOP_TIMEOUT_S)
+        finally:
+            process.kill()
+            process.communicate()
+
+
+def _wait_healthy(process: subprocess.Popen, url: str) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the simulator exited with {process.returncode}: {process.stderr.read()[-2000:]}")
+        try:
+            if httpx.get(f"{url}/health", timeout=2.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"the simulator did not answer /health within {START_TIMEOUT_S:.0f} s")
