@@ -115,7 +115,8 @@ class HeadlessSession:
             return last[1]
         # A hashed, not linear, sequence: a receiver sampling every N frames (a 24-fps stream at 2 Hz)
         # must not see one variant again and again, which a linear step of period VARIANTS would give.
-        variant = (((index * 0x9E3779B1) & 0xFFFFFFFF) >> 11 ^ self._seed) % VARIANTS
+        digest = hashlib.blake2b(index.to_bytes(8, "little"), digest_size=4, key=self._seed.to_bytes(4, "little"))
+        variant = int.from_bytes(digest.digest(), "little") % VARIANTS
         if last is not None and variant == last[1]:
             variant = (variant + 1) % VARIANTS
         self._variants[sink] = (index, variant)
