@@ -71,7 +71,7 @@ async def test_dispatch_runs_concurrently_and_attributes_each_run(fleet, prefect
     for run in runs:
         truth = httpx.get(f"{url_of[run['scope_instance']]}/_sim/truth", timeout=5).json()
         assert truth["orchestrator_address"].lower() == run["orchestrator"].lower()
-        assert any(s["stopped"] for s in truth["sessions"])
+        assert truth["webrtc_sessions"] and truth["live_webrtc_sessions"] == 0  # relayed, and ended
 
 
 def _live_processes_mentioning(marker: str) -> list[int]:

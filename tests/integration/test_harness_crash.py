@@ -1,5 +1,6 @@
 """A real harness process SIGKILLed mid-stream: the lake stays readable, the run is swept to aborted,
-and the next run on the same instance stops the orphaned session instead of leaking it.
+and the next run on the same instance deletes the orphaned WebRTC session (which Scope would keep
+~30 s, burning the instance) instead of leaving it running.
 
 The simulator runs in the test process; the harness (tasks.session.lifecycle.run_session) runs in a child.
 """
@@ -112,8 +113,8 @@ def test_the_killed_run_reads_as_running_with_its_frames_queryable(crashed):
 
 def test_the_killed_session_was_still_running_on_the_instance(crashed):
     truth = crashed["truth_after_kill"]
-    assert truth["active_session"] is True
-    assert [s["stopped"] for s in truth["sessions"]] == [False]
+    assert truth["live_webrtc_sessions"] == 1
+    assert [s["state"] for s in truth["webrtc_sessions"]] == ["live"]
 
 
 def test_the_sweep_marks_the_killed_run_aborted(crashed):
@@ -129,9 +130,10 @@ def test_the_sweep_marks_the_killed_run_aborted(crashed):
 def test_the_next_run_stops_the_orphaned_session_instead_of_leaking_it(crashed):
     record, truth = crashed["next"], crashed["truth_after_next"]
     assert record.outcome == "passed", record.failure_reason
-    orphan, fresh = truth["sessions"]
-    assert orphan["stopped"] is True and orphan["replaced"] is False  # stop-before-start ended it
-    assert fresh["stopped"] is True and truth["active_session"] is False
-    assert truth["leaked_sessions"] == 0
+    orphan, fresh = truth["webrtc_sessions"]
+    assert (orphan["state"], orphan["end_reason"]) == ("ended", "deleted")  # the next run's prepare deleted it
+    assert orphan["ended_at"] < fresh["started_at"]  # before the new session began
+    assert (fresh["state"], fresh["end_reason"]) == ("ended", "deleted")
+    assert truth["live_webrtc_sessions"] == 0 and truth["leaked_sessions"] == 0
     runs = {r["run_id"]: r["outcome"] for r in crashed["lake"].query("SELECT run_id, outcome FROM runs").dicts()}
     assert runs == {crashed["before"][0]["run_id"]: "aborted", record.run_id: "passed"}
