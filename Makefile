@@ -6,12 +6,13 @@ UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export DO_NOT_TRACK ?= 1
 
-.PHONY: help env demo test bench clean
+.PHONY: help env demo test test-fast bench clean
 
 help:
-	@echo "make demo   run the main job on an embedded simulated Scope fleet"
-	@echo "make test   build the environment from uv.lock and run the whole test suite"
-	@echo "make bench  print benchmark numbers (simulator, frame checks, ...)"
+	@echo "make demo       run the main job on an embedded simulated Scope fleet"
+	@echo "make test       build the environment from uv.lock and run the whole test suite"
+	@echo "make test-fast  the unit tests only (not integration, not slow): under 2 minutes"
+	@echo "make bench      print benchmark numbers (simulator, frame checks, ...)"
 
 env:
 	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
@@ -23,6 +24,10 @@ demo: env
 test: env
 	@./scripts/ensure-debian-packages prometheus-pushgateway prometheus
 	$(UV) run --frozen pytest -p no:cacheprovider
+
+# Unit tests: no real processes (simulator, Prefect server, Prometheus), nothing marked slow.
+test-fast: env
+	$(UV) run --frozen pytest -p no:cacheprovider -m "not integration and not slow"
 
 bench: env
 	@for script in bench/bench_*.py; do echo "== $$script"; $(UV) run --frozen python $$script || exit 1; done

@@ -5,8 +5,9 @@
         server.client_env(**extra)  # os.environ pointed at it, for CLI subprocesses
         server.get("/deployments/name/run-scenario/adhoc")   # its REST API, JSON in, JSON out
 
-`prefect_server` is the session-scoped fixture: one server per test session, SQLite in a
-temp PREFECT_HOME. Its scheduler service is off, so the only flow runs are the ones a test
+`prefect_server` is the session-scoped fixture (tests/integration/conftest.py makes it every
+integration test's, and `prefect_api` points in-process flows at it): one server per test
+session, SQLite in a temp PREFECT_HOME. Its scheduler service is off, so the only flow runs are the ones a test
 creates (a worker started by a test never picks up a scheduled dispatch or discovery).
 Tests read the server through its REST API with httpx rather than Prefect's client: what a
 test asserts is what the server holds, whatever process the caller's Prefect settings point at.

@@ -31,7 +31,7 @@ from deployments.serve import DeploymentPlan, deployment_plans, worker_bound_dep
 from deployments.setup import WORK_POOL_NAME, run_setup
 from simulator.testing import running_simulator
 from tests.conftest import DEMO_CONFIG, ROOT, TEST_API_KEY
-from tests.integration.prefect_server import PrefectServer, prefect_server, stop_process_group  # noqa: F401
+from tests.integration.prefect_server import PrefectServer, stop_process_group
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300)]
 

@@ -18,6 +18,8 @@ from sim_helpers import wait_until
 
 from simulator.profiles import PROFILES
 
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # starts `python -m simulator` processes
+
 START_TIMEOUT_S = 30.0
 EXIT_TIMEOUT_S = 15.0
 
