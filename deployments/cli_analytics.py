@@ -26,8 +26,10 @@ VERDICT_ORDER = {"regressed": 0, "improved": 1, "stable": 2, "insufficient_data"
 
 def add_parsers(sub: argparse._SubParsersAction) -> dict[str, Handler]:
     """Register this module's subcommands; return their handlers by name."""
+    from deployments.cli_args import positive_int
+
     baselines = sub.add_parser("baselines", help="rolling P50/P95 per scenario and orchestrator x scenario")
-    baselines.add_argument("--window-days", type=_positive_int, default=7, help="window length (default 7)")
+    baselines.add_argument("--window-days", type=positive_int, default=7, help="window length (default 7)")
     baselines.add_argument("--scope", choices=("scenario", "orchestrator_scenario"), help="only this series kind")
     baselines.add_argument("--json", action="store_true", help="print the rows as a JSON list")
 
@@ -35,19 +37,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> dict[str, Handler]:
     drift.add_argument("--json", action="store_true", help="print the drift report and every series as JSON")
 
     scores = sub.add_parser("scores", help="pass rate (Wilson 95 %%) and score per orchestrator x pipeline")
-    scores.add_argument("--window-days", type=_positive_int, default=7, help="window length (default 7)")
+    scores.add_argument("--window-days", type=positive_int, default=7, help="window length (default 7)")
     scores.add_argument("--json", action="store_true", help="print the rows as a JSON list")
     return {"baselines": cmd_baselines, "drift": cmd_drift, "scores": cmd_scores}
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
 
 
 def _runs_and_now() -> tuple[pl.DataFrame, dt.datetime]:

@@ -19,13 +19,15 @@ Handler = Callable[[argparse.Namespace], int]
 
 def add_parsers(sub: argparse._SubParsersAction) -> dict[str, Handler]:
     """Register `setup` and `serve`; return their handlers by name."""
+    from deployments.cli_args import positive_int
+
     setup = sub.add_parser("setup", help="create the work pool and the global concurrency limits on the Prefect server")
     setup.add_argument("--config", help="config file (default $LOADTEST_CONFIG or config/default.yaml)")
     setup.add_argument("--json", action="store_true", help="print the actions as a JSON list")
 
     serve = sub.add_parser("serve", help="serve discover, dispatch, run-scenario and analyze from this process")
     serve.add_argument("--config", help="config file, passed to every flow (default $LOADTEST_CONFIG on each run)")
-    serve.add_argument("--limit", type=int, help="most flow runs this process executes at once")
+    serve.add_argument("--limit", type=positive_int, help="most flow runs this process executes at once")
     serve.add_argument("--replace", action="store_true",
                        help="delete same-named deployments that `prefect deploy` bound to a work pool, then serve")
     return {"setup": cmd_setup, "serve": cmd_serve}

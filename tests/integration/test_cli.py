@@ -1,14 +1,14 @@
 """The `loadtest` command line: exit codes, one-line errors, JSON output, and real runs through Prefect.
 
-Quick commands run in-process through `main(argv)`; the real runs start the console script
-in subprocesses (each starts its own temporary Prefect API), all at the same time.
+Quick commands run in-process through `main(argv)`; the real runs start the console script in
+subprocesses, all at the same time, against the session's shared Prefect server (PREFECT_API_URL),
+so none waits for a temporary Prefect API to start.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import subprocess
 import sys
 from collections import Counter
@@ -22,14 +22,19 @@ from config.settings import load_settings
 from deployments.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, main
 from simulator.testing import running_simulator
 from tests.conftest import DEMO_CONFIG, TEST_API_KEY
+from tests.integration.prefect_server import PrefectServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(200)]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCENARIO = "longlive_t2v_15s"
 ORCHESTRATOR = "0x" + "12" * 20
+MIXED_CASE_ORCHESTRATOR = "0x" + "aB" * 20
 RUN_TIMEOUT_S = 150.0
 COUNT_SQL = "select outcome, count(*) from runs group by 1"
+PREFECT_INFO = "| INFO    |"  # how Prefect's console handler writes an INFO line
+PHASES = ("prepare", "connect", "load", "start", "stream", "cleanup")
+DEAD_PREFECT_API = "http://127.0.0.1:9/api"  # nothing listens: any Prefect work would fail differently
 
 
 def loadtest_command() -> list[str]:
@@ -38,22 +43,10 @@ def loadtest_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "deployments.cli"]
 
 
-def subprocess_env(prefect_home: Path, data_dir: Path) -> dict[str, str]:
-    """Environment of a CLI subprocess: own Prefect home, no Prefect server configured, test key."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
-    env.update(
-        PREFECT_HOME=str(prefect_home),
-        PREFECT_SERVER_ANALYTICS_ENABLED="false",
-        DO_NOT_TRACK="1",
-        LOADTEST_DATA_DIR=str(data_dir),
-        SCOPE_CLOUD_API_KEY=TEST_API_KEY,
-    )
-    return env
-
-
-def start(args: list[str], prefect_home: Path, data_dir: Path) -> subprocess.Popen:
-    prefect_home.mkdir(parents=True, exist_ok=True)
-    return subprocess.Popen([*loadtest_command(), *args], cwd=REPO_ROOT, env=subprocess_env(prefect_home, data_dir),
+def start(args: list[str], server: PrefectServer, data_dir: Path) -> subprocess.Popen:
+    """`loadtest <args>` against the shared Prefect server, with the test api key."""
+    env = server.client_env(LOADTEST_DATA_DIR=str(data_dir), SCOPE_CLOUD_API_KEY=TEST_API_KEY)
+    return subprocess.Popen([*loadtest_command(), *args], cwd=REPO_ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -66,23 +59,23 @@ def finish(child: subprocess.Popen) -> dict:
 
 
 @pytest.fixture(scope="module")
-def cli_runs(tmp_path_factory):
-    """`loadtest run --json` on a healthy and a no-capacity instance, and with an unknown scenario."""
+def cli_runs(prefect_server, tmp_path_factory):
+    """`loadtest run --json` on a healthy and a no-capacity instance (--verbose), and with an unknown scenario."""
     root = tmp_path_factory.mktemp("cli")
     data_dir = root / "data"
-    common = ["--config", str(DEMO_CONFIG), "--orchestrator", ORCHESTRATOR, "--duration-s", "4", "--json"]
+    common = ["--config", str(DEMO_CONFIG), "--duration-s", "4", "--json"]
     with running_simulator("healthy") as healthy, running_simulator("no_capacity") as busy:
         children = {
-            "healthy": start(["run", "--scenario", SCENARIO, "--scope-url", healthy.url, *common],
-                             root / "prefect-healthy", data_dir),
-            "busy": start(["run", "--scenario", SCENARIO, "--scope-url", busy.url, *common],
-                          root / "prefect-busy", data_dir),
-            "nope": start(["run", "--scenario", "nope", "--scope-url", healthy.url, *common],
-                          root / "prefect-nope", data_dir),
+            "healthy": start(["run", "--scenario", SCENARIO, "--scope-url", healthy.url,
+                              "--orchestrator", MIXED_CASE_ORCHESTRATOR, *common], prefect_server, data_dir),
+            "busy": start(["run", "--scenario", SCENARIO, "--scope-url", busy.url, "--orchestrator", ORCHESTRATOR,
+                           "--verbose", *common], prefect_server, data_dir),
+            "nope": start(["run", "--scenario", "nope", "--scope-url", healthy.url, *common], prefect_server, data_dir),
         }
         results = {name: finish(child) for name, child in children.items()}
         results["healthy"]["truth"] = healthy.truth()
-    results["root"], results["data_dir"] = root, data_dir
+    results["data_dir"] = data_dir
+    results["flow_runs"] = prefect_server.post("/flow_runs/filter", {"sort": "EXPECTED_START_TIME_DESC", "limit": 200}).json()
     return results
 
 
@@ -102,9 +95,22 @@ def test_a_passing_run_exits_0_with_one_json_summary(cli_runs):
     assert result["rc"] == EXIT_OK, result["stderr"][-3000:]
     summary = only_json_object(result["stdout"])
     assert summary["outcome"] == "passed"
-    assert summary["scenario"] == SCENARIO and summary["orchestrator"] == ORCHESTRATOR
+    assert summary["scenario"] == SCENARIO
+    assert summary["orchestrator"] == MIXED_CASE_ORCHESTRATOR.lower()  # one orchestrator is one spelling
     assert summary["frames_sampled"] > 0
     assert result["truth"]["active_session"] is False and result["truth"]["leaked_sessions"] == 0
+
+
+def test_a_run_shows_each_phase_without_prefects_info_lines(cli_runs):
+    stderr = cli_runs["healthy"]["stderr"]
+    assert PREFECT_INFO not in stderr, stderr[-3000:]
+    for phase in PHASES:
+        assert f" {phase}…" in stderr, (phase, stderr[-3000:])
+    assert " stream: t=" in stderr  # a line while streaming, not only at the phases
+
+
+def test_verbose_shows_prefects_own_log_lines(cli_runs):
+    assert PREFECT_INFO in cli_runs["busy"]["stderr"]
 
 
 def test_a_run_without_capacity_exits_1_as_unavailable(cli_runs):
@@ -138,11 +144,75 @@ def test_an_unknown_scenario_exits_2_before_prefect_starts(cli_runs):
     assert result["rc"] == EXIT_USAGE
     assert result["stdout"] == ""
     lines = result["stderr"].strip().splitlines()
-    assert len(lines) == 1 and "nope" in lines[0] and "unknown scenario" in lines[0], result["stderr"]
-    assert "Prefect" not in result["stderr"]
-    prefect_home = cli_runs["root"] / "prefect-nope"
-    assert not list(prefect_home.rglob("*.db")), list(prefect_home.rglob("*"))  # no Prefect database created ...
-    assert list((cli_runs["root"] / "prefect-healthy").rglob("*.db"))  # ... as a run that started Prefect did
+    assert len(lines) == 1 and "unknown scenario 'nope'" in lines[0] and "loadtest scenarios" in lines[0], lines
+    assert "config error" not in lines[0] and "Prefect" not in result["stderr"]
+    scenarios = [run["parameters"].get("scenario") for run in cli_runs["flow_runs"]]
+    assert "nope" not in scenarios and SCENARIO in scenarios  # no flow run was created for it
+
+
+# --- arguments checked before any Prefect work ---------------------------------------------------
+
+
+def exit_code(argv: list[str]) -> int:
+    """main's exit code, also when argparse exits on its own."""
+    try:
+        return main(argv)
+    except SystemExit as stop:
+        return stop.code
+
+
+@pytest.mark.parametrize(
+    ("args", "named", "problem"),
+    [
+        (["--scope-url", "notaurl"], "--scope-url", "http(s) URL"),
+        (["--scope-url", "ftp://127.0.0.1:8000"], "--scope-url", "http(s) URL"),
+        (["--scope-url", "http://"], "--scope-url", "http(s) URL"),
+        (["--scope-url", "http://127.0.0.1:99999"], "--scope-url", "bad port"),
+        (["--orchestrator", "0xabc"], "--orchestrator", "40 hex digits"),
+        (["--orchestrator", "orch-1"], "--orchestrator", "40 hex digits"),
+        (["--duration-s", "0"], "--duration-s", "> 0"),
+        (["--duration-s", "soon"], "--duration-s", "not a number"),
+        (["--duration-s", "100000"], "--duration-s", "max_run_duration_mins"),
+        (["--scenario", "longlive_t2v_15"], "--scenario", "unknown scenario 'longlive_t2v_15' (did you mean"),
+    ],
+    ids=lambda value: value if isinstance(value, str) else " ".join(value),
+)
+def test_a_bad_run_argument_exits_2_with_one_line_before_prefect(monkeypatch, capsys, args, named, problem):
+    monkeypatch.setenv("PREFECT_API_URL", DEAD_PREFECT_API)
+    given = {"--scenario": SCENARIO, "--scope-url": "http://127.0.0.1:8000", "--config": str(DEMO_CONFIG)}
+    given.update(zip(args[::2], args[1::2], strict=True))
+    assert exit_code(["run", *[part for pair in given.items() for part in pair]]) == EXIT_USAGE
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    assert named in lines[0] and problem in lines[0], lines[0]
+    assert "Traceback" not in captured.err and "PREFECT_API_URL" not in captured.err
+
+
+@pytest.mark.parametrize(
+    ("argv", "named"),
+    [
+        (["coverage", "--date", "2026-13-01"], "--date"),
+        (["schedule", "--window-s", "-5"], "--window-s"),
+        (["schedule", "--rounds", "0"], "--rounds"),
+        (["baselines", "--window-days", "seven"], "--window-days"),
+        (["serve", "--limit", "0"], "--limit"),
+    ],
+    ids=lambda value: value if isinstance(value, str) else " ".join(value),
+)
+def test_a_bad_argument_of_another_command_exits_2_with_one_line(capsys, argv, named):
+    assert exit_code(argv) == EXIT_USAGE
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and named in lines[0], lines
+
+
+def test_an_unreachable_prefect_api_is_one_line(monkeypatch, capsys):
+    monkeypatch.setenv("PREFECT_API_URL", DEAD_PREFECT_API)
+    argv = ["run", "--scenario", SCENARIO, "--scope-url", "http://127.0.0.1:8000", "--config", str(DEMO_CONFIG)]
+    assert exit_code(argv) == EXIT_USAGE
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and DEAD_PREFECT_API in lines[0] and "no Prefect API answers" in lines[0], lines
 
 
 # --- quick commands, in-process -----------------------------------------------------------------
@@ -207,3 +277,19 @@ def test_sql_refuses_anything_but_one_select(tmp_path, monkeypatch, capsys, quer
     assert captured.out == ""
     assert len(captured.err.strip().splitlines()) == 1 and "read-only" in captured.err
     assert Lake(tmp_path).query(COUNT_SQL).rows == [("passed", 1)]  # nothing changed
+
+
+@pytest.mark.parametrize(
+    ("query", "problem"),
+    [("selec outcome from runs", "syntax error"), ("select nope from runs", "nope"),
+     ("select * from no_such_view", "no_such_view")],
+)
+def test_a_wrong_query_is_the_users_sql_error_not_the_harness(tmp_path, monkeypatch, capsys, query, problem):
+    _land_runs(Lake(tmp_path), ["passed"])
+    monkeypatch.setenv("LOADTEST_DATA_DIR", str(tmp_path))
+    assert main(["sql", query]) == EXIT_USAGE
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("loadtest: SQL error: ") and problem in lines[0], lines
+    assert "harness" not in lines[0]
