@@ -31,6 +31,8 @@ _log = logging.getLogger(__name__)
 REPLAN_EVERY_S = 30.0  # re-plan while runs go on, so cooldowns and back-offs that end are seen
 DEFAULT_WINDOW_S = 3600.0  # one dispatch call plans for an hour, then waits for its runs
 Launch = Callable[[Assignment, Orchestrator], Awaitable[dict]]
+PREFLIGHT_MEMORY = dt.timedelta(hours=6)  # a refused scenario is retried after this (the config may be fixed)
+_said: set[tuple[str, str]] = set()  # refusals already logged by this process
 
 
 @dataclass(frozen=True)
@@ -136,6 +138,7 @@ def _next_assignments(settings: Settings, lake: Lake, scenarios: list[Scenario],
         budget=settings.budget,
         now=now,
         no_capacity_at={key: o.no_capacity_at for key, o in state.orchestrators.items() if o.no_capacity_at},
+        refused=refused_by_preflight(state.runs, settings, now=now),
     )
     room = 1 - sum((session_share(settings, a.instance) for a in running.values()), Fraction(0))
     chosen = []
@@ -145,6 +148,27 @@ def _next_assignments(settings: Settings, lake: Lake, scenarios: list[Scenario],
             room -= share
             chosen.append((assignment, state.orchestrators[assignment.orchestrator]))
     return chosen
+
+
+def refused_by_preflight(runs: pl.DataFrame, settings: Settings, *, now: dt.datetime) -> set[tuple[str, str]]:
+    """(instance, scenario) pairs whose run the instance's own schemas refused (unknown pipeline, missing
+    mode) within PREFLIGHT_MEMORY: a configuration error dispatch does not repeat, and says so once."""
+    needed = {"checks_failed", "scope_instance", "scenario", "started_at"}
+    if runs.is_empty() or not needed <= set(runs.columns):
+        return set()
+    names = {i.name for i in settings.instances} | {i.base_url() for i in settings.instances if i.url}
+    by_url = {i.base_url(): i.name for i in settings.instances if i.url}
+    recent = runs.filter(pl.col("checks_failed").list.contains("preflight")
+                         & (pl.col("started_at") > now - PREFLIGHT_MEMORY))
+    refused = set()
+    for instance, scenario in recent.select("scope_instance", "scenario").unique().iter_rows():
+        if instance in names:
+            refused.add((by_url.get(instance, instance), scenario))
+    for instance, scenario in sorted(refused - _said):
+        _log.warning("skipping %s on %s: its pipelines cannot run it (preflight; fix the config or the "
+                     "instance, and it is tried again within %s)", scenario, instance, PREFLIGHT_MEMORY)
+    _said.update(refused)
+    return refused
 
 
 def _collect(summary: DispatchSummary, assignment: Assignment, task: asyncio.Task) -> bool:

@@ -32,6 +32,7 @@ How one call decides:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -92,8 +93,12 @@ def window_elapsed_fraction(budget: Budget, now: datetime) -> float | None:
 
 def plan(*, orchestrators: Sequence[str], first_seen: Mapping[str, datetime], runs: pl.DataFrame,
          scenarios: Sequence[Scenario], free_instances: Sequence[InstanceSlot], busy_orchestrators: set[str],
-         budget: Budget, now: datetime, no_capacity_at: Mapping[str, datetime] | None = None) -> list[Assignment]:
-    """The runs to start now, at most one per free instance and per orchestrator, best first."""
+         budget: Budget, now: datetime, no_capacity_at: Mapping[str, datetime] | None = None,
+         refused: AbstractSet[tuple[str, str]] = frozenset()) -> list[Assignment]:
+    """The runs to start now, at most one per free instance and per orchestrator, best first.
+
+    `refused` holds (instance, scenario) pairs the instance's own pipelines cannot run (its
+    preflight said so): those scenarios are never planned on that instance."""
     now = as_utc(now)
     matrix = [s for s in dict((s.name, s) for s in scenarios).values()
               if s.duration_s <= budget.max_run_duration_mins * 60]
@@ -107,8 +112,9 @@ def plan(*, orchestrators: Sequence[str], first_seen: Mapping[str, datetime], ru
                shortest_s=min(s.duration_s for s in matrix))
     matched = _match_instances(due, free_instances)
     last_started = _last_started(runs, [row["orchestrator"] for row, _ in matched])
-    return [_assignment(row, slot, matrix, last_started, budget=budget, pace=pace, now=now)
-            for row, slot in matched]
+    planned = [_assignment(row, slot, [s for s in matrix if (slot.name, s.name) not in refused], last_started,
+                           budget=budget, pace=pace, now=now) for row, slot in matched]
+    return [assignment for assignment in planned if assignment is not None]
 
 
 def _due(table: pl.DataFrame, *, first_seen: Mapping[str, datetime], busy: set[str], pace: float,
@@ -176,9 +182,11 @@ def _last_started(runs: pl.DataFrame, orchestrators: list[str]) -> dict[tuple[st
 
 def _assignment(row: dict[str, Any], slot: InstanceSlot, matrix: list[Scenario],
                 last_started: dict[tuple[str, str], datetime], *, budget: Budget, pace: float,
-                now: datetime) -> Assignment:
+                now: datetime) -> Assignment | None:
     """The assignment of one matched orchestrator: its least recently run scenario that fits, and why."""
     orchestrator, remaining_s = row["orchestrator"], row["remaining_s"]
+    if not any(s.duration_s <= remaining_s for s in matrix):
+        return None  # the instance can run none of the scenarios that fit
 
     def staleness(indexed: tuple[int, Scenario]) -> tuple[bool, datetime, int]:
         """Never run first, then oldest start first, then matrix order."""

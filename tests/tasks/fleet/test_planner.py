@@ -255,3 +255,24 @@ def test_plan_is_a_pure_function_of_its_inputs() -> None:
     first = planned(runs, ["0xa", "0xb", "0xc"], instances=3)
     assert planned(runs, ["0xa", "0xb", "0xc"], instances=3) == first
     assert runs.equals(before)
+
+
+# --- scenarios an instance's own pipelines refused (preflight) ------------------------------------
+
+def test_a_scenario_refused_on_an_instance_is_never_planned_there_and_another_takes_its_turn():
+    free = [InstanceSlot("scope-a", "static", "0xa"), InstanceSlot("scope-b", "static", "0xb")]
+    never_run = frame()
+    first = {a.instance: a.scenario for a in planned(never_run, ["0xa", "0xb"], free=free)}
+    assert first == {"scope-a": "short_1m", "scope-b": "short_1m"}  # never run first, matrix order
+    refused = {("scope-a", "short_1m")}
+    again = plan(orchestrators=["0xa", "0xb"], first_seen={o: LONG_AGO for o in ("0xa", "0xb")}, runs=never_run,
+                 scenarios=MATRIX, free_instances=free, busy_orchestrators=set(), budget=BUDGET, now=NOON,
+                 refused=refused)
+    assert {a.instance: a.scenario for a in again} == {"scope-a": "mid_5m", "scope-b": "short_1m"}
+
+
+def test_an_instance_that_can_run_none_of_the_scenarios_gets_no_assignment():
+    free = [InstanceSlot("scope-a", "static", "0xa")]
+    refused = {("scope-a", s.name) for s in MATRIX}
+    assert plan(orchestrators=["0xa"], first_seen={"0xa": LONG_AGO}, runs=frame(), scenarios=MATRIX,
+                free_instances=free, busy_orchestrators=set(), budget=BUDGET, now=NOON, refused=refused) == []
