@@ -58,7 +58,7 @@ def landing_launch(lake: Lake, settings: Settings, log: list[Assignment], active
 
 @pytest.mark.parametrize(("driver", "cap"), [("headless", 2), ("webrtc", 3)])
 async def test_never_more_sessions_at_once_than_the_process_holds(demo_settings, lake, driver, cap) -> None:
-    limits = MaxSessions(headless=cap, webrtc=cap) if driver == "headless" else MaxSessions()
+    limits = MaxSessions(headless=cap, webrtc=cap)
     settings = fleet_settings(demo_settings, orchestrators=8, instances=8, driver=driver, max_sessions=limits)
     log, active = [], [0, 0]
     summary = await dispatch_runs(settings=settings, lake=lake, launch=landing_launch(lake, settings, log, active),
@@ -74,7 +74,7 @@ def test_a_session_takes_its_drivers_share_of_the_process(demo_settings) -> None
     settings = settings.model_copy(update={"instances": [settings.instances[0], webrtc]})
     assert (session_share(settings, "managed-0"), session_share(settings, "managed-1")) == (Fraction(1, 64),
                                                                                           Fraction(1, 3))
-    assert MaxSessions() == MaxSessions(webrtc=3, headless=64)  # the defaults measured-facts.md sizes
+    assert MaxSessions() == MaxSessions(webrtc=12, headless=64)  # the defaults measured-facts.md and make bench size
 
 
 def snapshot(address: str, *, capacity: int, in_use: int, minutes_ago: float = 0.0) -> OrchestratorSnapshot:
