@@ -8,6 +8,7 @@ and the signal is sent once the child says the phase began, so it lands inside t
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -98,17 +99,14 @@ def _final_row(data_dir: Path) -> dict:
 
 def _interrupt(sim, data_dir: Path, phase: str, signum: int, driver: str) -> tuple[dict, str]:
     overrides, duration_s = PHASES[phase]
-    if phase == "cleanup":
-        sim.set_profile("healthy", {"http_delay_s": 0.0})
-    else:
-        sim.set_profile("healthy", overrides)
+    sim.set_profile("healthy", {} if phase == "cleanup" else overrides)
     child = _start_harness(sim.url, data_dir, duration_s, driver)
     try:
         if phase == "stream":
             _wait_for(child, "tick")
         elif phase == "cleanup":
             _wait_for(child, "phase stream")
-            sim.set_profile("healthy", {"http_delay_s": SLOW_S})  # stop and disconnect answer slowly
+            sim.set_profile("healthy", {"http_delay_s": SLOW_S})  # the session's end and the disconnect answer slowly
             _wait_for(child, "phase cleanup")
         else:
             _wait_for(child, f"phase {phase}")
@@ -120,24 +118,54 @@ def _interrupt(sim, data_dir: Path, phase: str, signum: int, driver: str) -> tup
     return _final_row(data_dir), stderr
 
 
-def _nothing_left_running(sim) -> None:
+def _left_running(sim) -> list[str]:
+    """What the interrupted run left on the instance (nothing, when cleanup did its work)."""
     sim.set_profile("healthy", {})
-    truth = sim.truth()
-    assert truth["active_session"] is False, "a headless session was left running"
-    assert truth["live_webrtc_sessions"] == 0, "a WebRTC session was left running"
+    truth, left = sim.truth(), []
+    if truth["active_session"]:
+        left.append("a headless session")
+    if truth["live_webrtc_sessions"]:
+        left.append(f"{truth['live_webrtc_sessions']} WebRTC session(s)")
     status = httpx.get(f"{sim.url}/api/v1/cloud/status", timeout=10).json()
-    assert status["connected"] is False and status["connecting"] is False, "the cloud connection was left up"
+    if status["connected"] or status["connecting"]:
+        left.append("the cloud connection")
+    return left
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-@pytest.mark.parametrize("phase", list(PHASES))
-def test_a_signal_in_any_phase_lands_aborted_and_leaves_nothing_running(phase, signum, tmp_path):
-    with running_simulator("healthy") as sim:
-        row, stderr = _interrupt(sim, tmp_path / "data", phase, signum, "headless")
-        _nothing_left_running(sim)
+# (driver, phase, signal): every phase through the relay; the headless session once mid-stream.
+CASES = [("webrtc", phase, signum) for phase in PHASES for signum in (signal.SIGTERM, signal.SIGINT)]
+CASES += [("headless", "stream", signal.SIGTERM)]
+IDS = [f"{driver}-{phase}-{signal.Signals(signum).name}" for driver, phase, signum in CASES]
+CONCURRENT_CASES = 4
+
+
+@pytest.fixture(scope="module")
+async def interrupted(tmp_path_factory):
+    """Every case once, a few at a time, each with its own simulator and harness process."""
+    gate = asyncio.Semaphore(CONCURRENT_CASES)
+
+    def one(driver: str, phase: str, signum: int, folder: Path):
+        with running_simulator("healthy") as sim:
+            row, stderr = _interrupt(sim, folder / "data", phase, signum, driver)
+            return row, stderr, _left_running(sim)
+
+    async def limited(case, case_id):
+        async with gate:
+            return await asyncio.to_thread(one, *case, tmp_path_factory.mktemp(case_id))
+
+    results = await asyncio.gather(*(limited(case, case_id) for case, case_id in zip(CASES, IDS, strict=True)))
+    return dict(zip(IDS, results, strict=True))
+
+
+@pytest.mark.parametrize("case", IDS)
+def test_a_signal_in_any_phase_lands_aborted_and_leaves_nothing_running(case, interrupted):
+    driver, phase, signum = CASES[IDS.index(case)]
+    row, stderr, left = interrupted[case]
     name = signal.Signals(signum).name
+    assert left == [], f"left running: {left}"
     assert row["outcome"] == "aborted", json.dumps(row, default=str)
     assert row["failure_category"] == "harness"
     assert row["failure_phase"] == phase
     assert row["interrupted_by"] == name and name in row["failure_reason"]
     assert "cleanup ran" in row["failure_reason"]
+    assert row["media_driver"] == driver
