@@ -136,20 +136,7 @@ def analyze_frame(jpeg: bytes, *, thresholds: FrameThresholds = DEFAULT_FRAME_TH
             return _failed(jpeg, full, started)
         black_fraction = _histogram_stats(full[0].histogram(), thresholds.black_luma_max).black_fraction
         at_full_scale = True
-    return FrameStats(
-        ok=True,
-        width=width,
-        height=height,
-        luma_mean=stats.mean,
-        luma_std=stats.std,
-        black_fraction=black_fraction,
-        decode_ms=(time.perf_counter() - started) * 1000.0,
-        error=None,
-        thumb=thumb.tobytes(),
-        thumb_size=thumb.size,
-        black_at_full_scale=at_full_scale,
-        jpeg=jpeg,
-    )
+    return _measured(thumb, (width, height), stats, black_fraction, at_full_scale, started, jpeg=jpeg)
 
 
 def analyze_picture(luma: np.ndarray, *, thresholds: FrameThresholds = DEFAULT_FRAME_THRESHOLDS) -> FrameStats:
@@ -164,10 +151,16 @@ def analyze_picture(luma: np.ndarray, *, thresholds: FrameThresholds = DEFAULT_F
     if stats.mean <= _black_candidate_mean(thresholds):
         black_fraction = _histogram_stats(full.histogram(), thresholds.black_luma_max).black_fraction
         at_full_scale = True
+    return _measured(thumb, (width, height), stats, black_fraction, at_full_scale, started, plane=full.tobytes())
+
+
+def _measured(thumb: Image.Image, size: tuple[int, int], stats: _LumaHistogram, black_fraction: float,
+              at_full_scale: bool, started: float, **kept: bytes) -> FrameStats:
+    """The FrameStats of a decoded frame; `kept` is its JPEG or its full-scale plane, for later comparisons."""
     return FrameStats(
         ok=True,
-        width=width,
-        height=height,
+        width=size[0],
+        height=size[1],
         luma_mean=stats.mean,
         luma_std=stats.std,
         black_fraction=black_fraction,
@@ -176,7 +169,7 @@ def analyze_picture(luma: np.ndarray, *, thresholds: FrameThresholds = DEFAULT_F
         thumb=thumb.tobytes(),
         thumb_size=thumb.size,
         black_at_full_scale=at_full_scale,
-        plane=full.tobytes(),
+        **kept,
     )
 
 
