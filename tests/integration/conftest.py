@@ -23,3 +23,24 @@ def prefect_api(prefect_server: PrefectServer, tmp_path_factory):  # noqa: F811 
         env.setenv("PREFECT_API_URL", prefect_server.api_url)
         with temporary_settings({PREFECT_API_URL: prefect_server.api_url, PREFECT_HOME: str(home)}):
             yield
+            _drain_prefect_workers()
+
+
+def _drain_prefect_workers() -> None:
+    """Send the logs and events Prefect still holds while the server is up (as prefect_test_harness does)."""
+    import inspect
+
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+    from prefect.utilities.asyncutils import run_coro_as_sync
+
+    async def drain() -> None:
+        try:
+            logs = APILogWorker.instance().drain()
+        except RuntimeError:  # never started: no flow logged anything
+            logs = None
+        for result in (logs, EventsWorker.drain_all()):
+            if inspect.isawaitable(result):
+                await result
+
+    run_coro_as_sync(drain())
