@@ -122,6 +122,9 @@ async def _run_flow(args: argparse.Namespace, settings, stop) -> int:
     if stop.signal_name is not None:
         print(progress.stopped_line(summary, stop.signal_name), file=sys.stderr)
         return EXIT_INTERRUPTED
+    if "preflight" in summary["checks_failed"]:  # the scenario asks what the instance's pipelines cannot do
+        print(f"loadtest: --scenario: {summary['failure_reason']}", file=sys.stderr)
+        return EXIT_USAGE
     print(json.dumps(summary, default=str) if args.json else _run_text(summary, settings))
     return EXIT_OK if summary["outcome"] == "passed" else EXIT_FAILED
 
@@ -136,8 +139,11 @@ def _run_text(summary: dict, settings) -> str:
             lines.append(f"  to fix: {credentials_hint(settings)}")
         lines.append(f"  checks failed: {', '.join(summary['checks_failed']) or '-'}")
         lines.append(f"  evidence: {summary['artifacts_path']}")
-    for name in ("connect_s", "load_s", "first_frame_s", "stream_s", "fps_steady", "frames_sampled"):
-        lines.append(f"  {name:<16} {format_cell(summary.get(name))}")
+    for item in summary.get("checks_skipped") or []:
+        lines.append(f"  skipped: {item}")
+    for name in ("media_path", "connect_s", "load_s", "first_frame_s", "stream_s", "fps_steady", "fps_received",
+                 "freeze_count", "prompt_latency_p50_s", "frames_sampled"):
+        lines.append(f"  {name:<20} {format_cell(summary.get(name))}")
     return "\n".join(lines)
 
 

@@ -15,6 +15,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import yaml
 
 from analytics.lake import Lake
 from analytics.records import RunRecord
@@ -71,12 +72,29 @@ def cli_runs(prefect_server, tmp_path_factory):
             "busy": start(["run", "--scenario", SCENARIO, "--scope-url", busy.url, "--orchestrator", ORCHESTRATOR,
                            "--verbose", *common], prefect_server, data_dir),
             "nope": start(["run", "--scenario", "nope", "--scope-url", healthy.url, *common], prefect_server, data_dir),
+            "refused": start(["run", "--scenario", REFUSED_SCENARIO, "--scope-url", healthy.url, "--config",
+                              str(refusing_config(root)), "--duration-s", "4"], prefect_server, data_dir),
         }
         results = {name: finish(child) for name, child in children.items()}
         results["healthy"]["truth"] = healthy.truth()
     results["data_dir"] = data_dir
     results["flow_runs"] = prefect_server.post("/flow_runs/filter", {"sort": "EXPECTED_START_TIME_DESC", "limit": 200}).json()
     return results
+
+
+REFUSED_SCENARIO = "nosuch-pipe_t2v_15s"
+
+
+def refusing_config(folder: Path) -> Path:
+    """The demo config plus a pipeline no Scope knows: the instance's schemas refuse its scenario."""
+    raw = yaml.safe_load(DEMO_CONFIG.read_text())
+    raw["prompts_dir"], raw["graphs_dir"] = str(DEMO_CONFIG.parent / "prompts"), str(DEMO_CONFIG.parent / "graphs")
+    raw["pipelines"]["nosuch-pipe"] = {"pipeline_ids": ["nosuch-pipe"], "modes": ["t2v"], "expected_fps": 10}
+    raw["scenarios"].append({"pipeline": "nosuch-pipe", "modes": ["t2v"], "durations": [0.25],
+                             "prompts_pool": "nature"})
+    path = folder / "refusing.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
 
 
 def only_json_object(stdout: str) -> dict:
@@ -148,6 +166,15 @@ def test_an_unknown_scenario_exits_2_before_prefect_starts(cli_runs):
     assert "config error" not in lines[0] and "Prefect" not in result["stderr"]
     scenarios = [run["parameters"].get("scenario") for run in cli_runs["flow_runs"]]
     assert "nope" not in scenarios and SCENARIO in scenarios  # no flow run was created for it
+
+
+def test_a_scenario_the_instance_cannot_run_exits_2_with_one_line(cli_runs):
+    """Scope's own schemas do not know the pipeline: a configuration error, not the orchestrator's failure."""
+    result = cli_runs["refused"]
+    assert result["rc"] == EXIT_USAGE, result["stderr"]
+    last = result["stderr"].strip().splitlines()[-1]
+    assert last.startswith("loadtest: --scenario:") and "unknown pipeline(s) nosuch-pipe" in last
+    assert result["stdout"] == "" and "Traceback" not in result["stderr"]
 
 
 # --- arguments checked before any Prefect work ---------------------------------------------------
