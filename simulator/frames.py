@@ -22,7 +22,7 @@ from PIL import Image
 
 from simulator.media import MediaError, media_reference
 
-VARIANTS = 12
+VARIANTS = 13  # prime: a receiver sampling every N frames sees a new variant each time unless 13 divides N
 NOISE_SIGMA = 5.6  # luma levels; gives a frame-to-frame difference of ~0.024 at 1/4 scale
 BLACK_NOISE_SIGMA = 1.5  # keeps black frames "moving" (diff > 0.001) yet below luma 25
 NOISE_CELL_PX = 16

@@ -79,9 +79,10 @@ def test_a_new_frame_never_repeats_the_variant_served_last() -> None:
     plan = SessionPlan(("longlive",), "text", None, ("output",), False, "longlive")
     session = HeadlessSession("s", plan, started_mono=0.0, started_wall=0.0, first_frame_s=0.1, fps_per_sink=12,
                               prompt=None, parameters={})
-    served = [session.variant_for("output", index) for index in range(0, 600, VARIANTS)]  # same residue every time
+    indices = range(0, 600, VARIANTS)  # the same residue every time
+    served = [session.variant_for("output", index) for index in indices]
     assert all(a != b for a, b in zip(served, served[1:]))
-    assert session.variant_for("output", 588) == served[-1]  # the same frame keeps its bytes
+    assert session.variant_for("output", indices[-1]) == served[-1]  # the same frame keeps its bytes
 
 
 def test_frames_per_sink_follow_the_first_frame_and_rate() -> None:
@@ -92,3 +93,14 @@ def test_frames_per_sink_follow_the_first_frame_and_rate() -> None:
     assert session.frames_per_sink(10.5) == 1
     assert session.frames_per_sink(11.5) == 13
     assert session.frames_per_sink(20.0, stall_at=11.0) == 7
+
+
+def test_a_receiver_sampling_every_n_frames_never_sees_one_frame_twice_in_a_row() -> None:
+    """Healthy output must never look frozen to a sampler, whatever the fps and sampling rate."""
+    plan = SessionPlan(("longlive",), "text", None, ("output",), False, "longlive")
+    session = HeadlessSession("s", plan, started_mono=0.0, started_wall=0.0, first_frame_s=0.1, fps_per_sink=24,
+                              prompt=None, parameters={})
+    sent = [session.variant_for("output", index) for index in range(2000)]  # every frame, as a stream sends them
+    for stride in (1, 2, 3, 5, 6, 7, 8, 10, 12, 15, 24, 30):  # fps x sampling interval of common setups
+        sampled = sent[::stride]
+        assert all(a != b for a, b in zip(sampled, sampled[1:])), stride
