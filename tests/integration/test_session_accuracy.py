@@ -15,7 +15,7 @@ import pytest
 from analytics.lake import Lake
 from tasks.session.lifecycle import run_session
 from tasks.session.target import RunTarget
-from tests.integration.sessions import run_on_simulator, simulator_process
+from tests.integration.sessions import simulator_process
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -37,23 +37,30 @@ CASES = [
 IDS = [f"{profile}-{scenario}-seed{seed}" for profile, scenario, seed in CASES]
 
 
-@pytest.fixture(scope="module")
-async def measured(demo_settings, tmp_path_factory):
-    """Every case run once, a few at a time, each on its own simulator process started beforehand
-    (a starting Python process would eat the CPU the harness's frame timing needs)."""
-    lake = Lake(tmp_path_factory.mktemp("accuracy"))
+async def run_on_started_simulators(settings, lake: Lake, cases: list[tuple[str, dict | None, int, str]]):
+    """(record, truth) per case (profile, overrides, seed, scenario), a few at a time, each on its own
+    simulator process, all started before the first run (a starting Python process would eat the CPU
+    the harness's frame timing needs)."""
     gate = asyncio.Semaphore(CONCURRENT_RUNS)
     with ExitStack() as stack:
-        sims = [stack.enter_context(simulator_process(profile, seed=seed)) for profile, _, seed in CASES]
+        sims = [stack.enter_context(simulator_process(profile, overrides=overrides, seed=seed))
+                for profile, overrides, seed, _ in cases]
 
         async def measure(sim, scenario):
             async with gate:
-                record = await run_session(settings=demo_settings, scenario=demo_settings.scenario(scenario),
+                record = await run_session(settings=settings, scenario=settings.scenario(scenario),
                                            target=RunTarget(scope_url=sim.url, orchestrator=ORCHESTRATOR),
                                            lake=lake, duration_s=DURATION_S)
                 return record, sim.truth()
 
-        results = await asyncio.gather(*(measure(sim, case[1]) for sim, case in zip(sims, CASES, strict=True)))
+        return await asyncio.gather(*(measure(sim, case[3]) for sim, case in zip(sims, cases, strict=True)))
+
+
+@pytest.fixture(scope="module")
+async def measured(demo_settings, tmp_path_factory):
+    """Every case run once."""
+    cases = [(profile, None, seed, scenario) for profile, scenario, seed in CASES]
+    results = await run_on_started_simulators(demo_settings, Lake(tmp_path_factory.mktemp("accuracy")), cases)
     return dict(zip(IDS, results, strict=True))
 
 
@@ -95,12 +102,21 @@ def test_the_cases_cover_different_truths(measured):
     assert truths[IDS[-1]]["fps_true"] != single["fps_true"]
 
 
-@pytest.mark.parametrize("bursts", [1, 2, 4])
-async def test_freezes_counted_equal_the_bursts_injected(bursts, demo_settings, tmp_path):
-    overrides = {"fault_after_s": 2.0, "freeze_burst_count": bursts, "freeze_burst_every_s": 2.0}
-    record, truth = await run_on_simulator(demo_settings, Lake(tmp_path), profile="freeze_bursts",
-                                           overrides=overrides, duration_s=DURATION_S, orchestrator=ORCHESTRATOR,
-                                           separate_process=True)
+BURSTS = (1, 2, 4)
+
+
+@pytest.fixture(scope="module")
+async def bursts_measured(demo_settings, tmp_path_factory):
+    """One run per injected burst count."""
+    cases = [("freeze_bursts", {"fault_after_s": 2.0, "freeze_burst_count": b, "freeze_burst_every_s": 2.0}, 0,
+              "longlive_t2v_15s") for b in BURSTS]
+    results = await run_on_started_simulators(demo_settings, Lake(tmp_path_factory.mktemp("bursts")), cases)
+    return dict(zip(BURSTS, results, strict=True))
+
+
+@pytest.mark.parametrize("bursts", BURSTS)
+def test_freezes_counted_equal_the_bursts_injected(bursts, bursts_measured):
+    record, truth = bursts_measured[bursts]
     injected = _session_truth(truth)["freeze_bursts"]
     assert injected["count"] == bursts
     assert record.freeze_count == bursts, record.failure_reason

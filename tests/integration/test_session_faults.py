@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 FAST_TIMEOUTS = ScopeTimeouts(connect_s=2.0, read_s=1.5, frame_s=1.5, upload_s=30.0)
 FAULT_AFTER_S = 1.5
-CONCURRENT_RUNS = 4  # WebRTC sessions and their simulators share this process: keep its tick lag low
+CONCURRENT_RUNS = 6  # WebRTC sessions and their simulators share this process: keep its tick lag low
 
 # profile, overrides, expected (outcome, failed check, category, phase)
 RELAY_CASES = [
@@ -76,7 +76,7 @@ def fault_settings(demo_settings):
 
 async def _run(driver, profile, overrides, settings, lake):
     return await run_on_simulator(_settings_for(driver, settings), lake, profile=profile, overrides=overrides,
-                                  duration_s=12.0, timeouts=FAST_TIMEOUTS)
+                                  duration_s=8.0, timeouts=FAST_TIMEOUTS)
 
 
 @pytest.fixture(scope="module")
