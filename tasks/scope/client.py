@@ -210,6 +210,14 @@ class ScopeClient:
         """A 404 that means "no session / no frame yet", not a route this server lacks."""
         return reply.status == 404 and not route_missing(reply.status, reply.content_type, detail_of(reply.body))
 
+    def _ended(self, reply: _Reply) -> bool:
+        """An ending call's answer: True when it ended something, False when nothing was there."""
+        if self._nothing_there(reply):
+            return False
+        if not 200 <= reply.status < 300:
+            raise self._status_error(reply)
+        return True
+
     def _status_error(self, reply: _Reply) -> ScopeError:
         """The exception for an answer whose status is not a success, secrets redacted."""
         detail = redact(detail_of(reply.body), self._secrets)
@@ -371,11 +379,7 @@ class ScopeClient:
             "POST", "/api/v1/session/stop",
             budget_s=self.timeouts.read_s, cap=self.limits.json_bytes,
         )
-        if self._nothing_there(reply):
-            return False
-        if not 200 <= reply.status < 300:
-            raise self._status_error(reply)
-        return True
+        return self._ended(reply)
 
     async def get_frame(
         self, *, quality: int = 85, sink_node_id: str | None = None
@@ -478,8 +482,4 @@ class ScopeClient:
             "DELETE", f"/api/v1/webrtc/offer/{quote(session_id, safe='')}",
             budget_s=self.timeouts.read_s, cap=self.limits.json_bytes,
         )
-        if self._nothing_there(reply):
-            return False
-        if not 200 <= reply.status < 300:
-            raise self._status_error(reply)
-        return True
+        return self._ended(reply)
