@@ -101,7 +101,7 @@ def _runs_view() -> CatalogView:
 def _coverage_view(budget_s: float) -> CatalogView:
     """Orchestrator x UTC date: runs by outcome, stream and budget seconds, scenarios covered."""
     if not budget_s > 0:
-        raise LakeError(f"budget_seconds must be positive, got {budget_s}")
+        raise ValueError(f"budget_seconds must be positive, got {budget_s}")
     budget = f"CAST({float(budget_s)!r} AS DOUBLE)"
     counts = ", ".join(f"count(*) FILTER (WHERE outcome = '{o}') AS runs_{o}"
                        for o in ("passed", "failed", "unavailable", "aborted"))

@@ -82,7 +82,7 @@ def cli_runs(prefect_server, tmp_path_factory):
     return results
 
 
-REFUSED_SCENARIO = "nosuch-pipe_t2v_15s"
+REFUSED_SCENARIO = "nosuch_pipe_t2v_15s"
 
 
 def refusing_config(folder: Path) -> Path:

@@ -136,7 +136,7 @@ def _left_running(sim) -> list[str]:
 CASES = [("webrtc", phase, signum) for phase in PHASES for signum in (signal.SIGTERM, signal.SIGINT)]
 CASES += [("headless", "stream", signal.SIGTERM)]
 IDS = [f"{driver}-{phase}-{signal.Signals(signum).name}" for driver, phase, signum in CASES]
-CONCURRENT_CASES = 4
+CONCURRENT_CASES = 6
 
 
 @pytest.fixture(scope="module")
