@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from analytics.metrics import (
     FAMILIES, PREFIX, SPECS, Analysis, analyze_runs, build_registry, exposition_text, known_orchestrators,
 )
-from analytics.records import BaselineRecord, DriftRecord, polars_schema
+from analytics.records import DriftRecord, polars_schema
 from analytics.scores import pass_rates, wilson_interval
 from config.settings import Budget
 from tests.analytics.test_scores import NOW, frame, run

@@ -20,7 +20,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,6 +27,8 @@ from pathlib import Path
 from typing import IO, Any
 
 import httpx
+
+from tests.integration.processes import wait_until_answers
 import pytest
 
 LOOPBACK = "127.0.0.1"
@@ -80,20 +81,6 @@ class PrefectServer:
         return httpx.patch(f"{self.api_url}{path}", json=body, timeout=HTTP_TIMEOUT_S)
 
 
-def _wait_healthy(url: str, process: subprocess.Popen, log: IO[bytes]) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"prefect server exited with {process.returncode}: {_tail(log)}")
-        try:
-            if httpx.get(f"{url}/health", timeout=2.0).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass  # not listening yet
-        time.sleep(0.5)
-    raise RuntimeError(f"prefect server not healthy after {START_TIMEOUT_S:.0f} s: {_tail(log)}")
-
-
 def _tail(log: IO[bytes], size: int = 2000) -> str:
     log.flush()
     log.seek(0)
@@ -134,7 +121,8 @@ def running_prefect_server(home: Path) -> Iterator[PrefectServer]:
         process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         server = PrefectServer(f"http://{LOOPBACK}:{port}/api", home, process)
         try:
-            _wait_healthy(server.api_url, process, log)
+            wait_until_answers(f"{server.api_url}/health", process, timeout_s=START_TIMEOUT_S, name="prefect server",
+                               output=lambda: _tail(log))
             yield server
         finally:
             stop_process_group(process)

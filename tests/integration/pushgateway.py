@@ -16,7 +16,6 @@ from __future__ import annotations
 import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from typing import IO
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
+from tests.integration.processes import wait_until_answers
 
 BINARY = Path("/usr/bin/prometheus-pushgateway")
 ENSURE_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "ensure-debian-packages"
@@ -79,20 +79,9 @@ class Pushgateway:
         return response.json()["data"]
 
 
-def _wait_ready(url: str, process: subprocess.Popen, log: IO[bytes]) -> None:
-    """Poll /-/ready until it answers 200; RuntimeError when the process dies or time runs out."""
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            log.seek(0)
-            raise RuntimeError(f"pushgateway exited with {process.returncode}: {log.read()[-2000:].decode()}")
-        try:
-            if httpx.get(f"{url}/-/ready", timeout=1.0).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)
-    raise RuntimeError(f"pushgateway at {url} not ready after {START_TIMEOUT_S} s")
+def _read_log(log: IO[bytes]) -> str:
+    log.seek(0)
+    return log.read().decode(errors="replace")
 
 
 @contextmanager
@@ -105,7 +94,8 @@ def running_pushgateway(persistence_file: Path | None = None) -> Iterator[Pushga
     with tempfile.TemporaryFile() as log:  # a file, not a pipe: a chatty gateway never blocks on it
         process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=log)
         try:
-            _wait_ready(url, process, log)
+            wait_until_answers(f"{url}/-/ready", process, timeout_s=START_TIMEOUT_S, name="pushgateway",
+                               output=lambda: _read_log(log))
             yield Pushgateway(url, process)
         finally:
             process.terminate()

@@ -11,17 +11,15 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-
-import httpx
 
 from analytics.lake import Lake
 from analytics.records import RunRecord
 from config.settings import Settings
 from simulator.testing import SimHandle, running_simulator
 from tasks.fleet.instances import free_loopback_port
+from tests.integration.processes import wait_until_answers
 from tasks.session.target import RunTarget
 from tasks.scope.client import DEFAULT_TIMEOUTS, ScopeTimeouts
 from tasks.session.lifecycle import run_session
@@ -71,7 +69,8 @@ def simulator_process(profile: str = "healthy", *, overrides: dict | None = None
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_healthy(process, url)
+        wait_until_answers(f"{url}/health", process, timeout_s=START_TIMEOUT_S, name="the simulator",
+                           output=lambda: process.stderr.read())
         yield SimHandle(url)
     finally:
         process.send_signal(signal.SIGTERM)
@@ -80,17 +79,3 @@ def simulator_process(profile: str = "healthy", *, overrides: dict | None = None
         finally:
             process.kill()
             process.communicate()
-
-
-def _wait_healthy(process: subprocess.Popen, url: str) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the simulator exited with {process.returncode}: {process.stderr.read()[-2000:]}")
-        try:
-            if httpx.get(f"{url}/health", timeout=2.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"the simulator did not answer /health within {START_TIMEOUT_S:.0f} s")

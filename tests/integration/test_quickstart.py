@@ -12,13 +12,12 @@ from __future__ import annotations
 import shlex
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tasks.fleet.instances import free_loopback_port
+from tests.integration.processes import wait_until_answers
 from tests.conftest import ROOT
 from tests.integration.prefect_server import PrefectServer, stop_process_group
 
@@ -51,18 +50,6 @@ def argv_of(words: list[str]) -> list[str]:
     return words
 
 
-def wait_healthy(port: str, process: subprocess.Popen) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass  # not listening yet
-        time.sleep(0.2)
-    raise AssertionError(f"the background command did not answer /health on port {port}")
-
-
 def run_lines(lines: list[str], env: dict[str, str], port: str) -> list[subprocess.CompletedProcess]:
     """Run the lines like a shell; the finished foreground commands in order."""
     finished, background = [], []
@@ -74,7 +61,8 @@ def run_lines(lines: list[str], env: dict[str, str], port: str) -> list[subproce
             elif words[-1] == "&":
                 background.append(subprocess.Popen(argv_of(words[:-1]), cwd=ROOT, env=dict(env), start_new_session=True,
                                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-                wait_healthy(port, background[-1])
+                wait_until_answers(f"http://127.0.0.1:{port}/health", background[-1], timeout_s=START_TIMEOUT_S,
+                                   name="the background command")
             else:
                 finished.append(subprocess.run(argv_of(words), cwd=ROOT, env=dict(env), capture_output=True, text=True,
                                                timeout=RUN_TIMEOUT_S))

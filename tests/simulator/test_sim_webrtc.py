@@ -15,7 +15,6 @@ from fractions import Fraction
 import av
 import httpx
 import numpy as np
-import pytest
 import pytest_asyncio
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import polars as pl
-import pytest
 from prometheus_client import CollectorRegistry, Gauge
 
 from analytics.drift import compute_drift
