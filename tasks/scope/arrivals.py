@@ -7,7 +7,8 @@ receiver can count every frame of many sessions. The figures are computed on dem
 - inter-frame gaps: P50/P95/max of the arrival intervals;
 - freezes by the W3C webrtc-stats rule: an interval is a freeze when it exceeds
   ``max(3 x mean, mean + 150 ms)`` of the previous (up to) 30 intervals; ``freeze_total_s``
-  sums the frozen intervals.
+  sums the frozen intervals. The part of an interval the receiver's own event loop was
+  blocked (tasks/scope/loop_stalls.py) is taken out before judging: that wait was the harness's.
 
 Pure: the caller supplies every time (``time.monotonic()`` seconds); no I/O, no aiortc.
 """
@@ -66,11 +67,12 @@ class FrameArrivals:
         """Arrival time of the latest frame, or None before the first."""
         return self._times[-1] if self._times else None
 
-    def add(self, at: float) -> None:
-        """Count one frame that arrived at `at` (monotonic seconds, non-decreasing)."""
+    def add(self, at: float, *, harness_stalled_s: float = 0.0) -> None:
+        """Count one frame that arrived at `at` (monotonic seconds, non-decreasing); `harness_stalled_s`
+        is how much of the gap before it the receiver's own event loop was blocked (not the stream's)."""
         if self._times:
             interval = max(0.0, at - self._times[-1])
-            self._judge_freeze(interval)
+            self._judge_freeze(max(0.0, interval - harness_stalled_s))
             if len(self._recent) == self._recent.maxlen:
                 self._recent_sum -= self._recent[0]
             self._recent.append(interval)

@@ -42,6 +42,7 @@ from aiortc.mediastreams import MediaStreamError
 
 from errors import Category, HarnessError, Phase, PhaseFailed
 from tasks.scope.arrivals import FrameArrivals
+from tasks.scope.loop_stalls import LoopStalls, loop_stalls
 from tasks.scope.models import WebRTCAnswer
 
 _log = logging.getLogger(__name__)
@@ -208,6 +209,7 @@ class ScopePeer:
         self._closing = False
         self._connected_at: float | None = None
         self.arrivals = FrameArrivals()
+        self._stalls: LoopStalls | None = None  # this loop's own stalls, measured while receiving
         self.messages: list[dict[str, Any]] = []
         self.session_id: str | None = None
         self.started_at: float | None = None  # monotonic, just before the offer was POSTed
@@ -298,6 +300,9 @@ class ScopePeer:
         for task in self._receivers:
             task.cancel()
         await asyncio.gather(*self._receivers, return_exceptions=True)
+        if self._stalls is not None:
+            self._stalls.release()
+            self._stalls = None
 
     def mark_closing(self) -> None:
         """From now on an ending session is our doing, not Scope's."""
@@ -332,6 +337,9 @@ class ScopePeer:
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         if track.kind == "video":
+            if self._stalls is None:
+                self._stalls = loop_stalls()
+                self._stalls.acquire()
             self._receivers.append(asyncio.ensure_future(self._receive(track)))
 
     async def _receive(self, track: MediaStreamTrack) -> None:
@@ -340,7 +348,9 @@ class ScopePeer:
             while True:
                 frame = await track.recv()
                 now = time.monotonic()
-                self.arrivals.add(now)
+                last, stalls = self.arrivals.last, self._stalls
+                stalled_s = stalls.overlap(last, now) if last is not None and stalls is not None else 0.0
+                self.arrivals.add(now, harness_stalled_s=stalled_s)
                 self.latest, self.latest_at = frame, now
         except MediaStreamError:
             self._end("the output track ended")
