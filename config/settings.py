@@ -93,8 +93,9 @@ class Thresholds(BaseModel):
                                  "pipeline's expected_fps (the fps check uses the larger bar)")
     tick_error_grace_s: float = Field(3.0, ge=0, description="failing ticks (network) are retried with back-off "
                                       "for this long before the stream fails")
-    max_tick_lag_ms: float = Field(250.0, gt=0, description="p95 lateness of the harness's own sampling ticks "
-                                   "above which its figures say nothing about Scope (harness_lag)")
+    max_tick_lag_ms: float = Field(500.0, gt=0, description="p95 lateness of the harness's own sampling ticks "
+                                   "above which its figures say nothing about Scope (harness_lag); one tick "
+                                   "interval: later than that, ticks are missed")
 
     @model_validator(mode="after")
     def _poll_faster_than_sampling(self) -> Thresholds:

@@ -11,8 +11,9 @@ from typing import Any
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
-from prefect.states import State
+from prefect.states import Failed, State
 
+from errors import HarnessError
 from tasks.session.lifecycle import drive_session, open_session
 from tasks.session.report import flow_state, publish_run_artifact, resolve_run_inputs, sweep_orphan_runs
 
@@ -21,12 +22,24 @@ MAX_RUN_TIMEOUT_S = 3 * 3600
 
 
 async def phase_task(name: str, fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
-    """Run one lifecycle phase as a Prefect task named after it."""
+    """Run one lifecycle phase as a Prefect task named after it.
+
+    A phase's own failure (a HarnessError: the verdict's business) ends the task `Failed` with its
+    reason rather than as a crash with a traceback, and is raised again here for the lifecycle."""
+    failures: list[HarnessError] = []
+
     async def phase(*phase_args: Any) -> Any:
-        return await fn(*phase_args)
+        try:
+            return await fn(*phase_args)
+        except HarnessError as error:
+            failures.append(error)
+            return Failed(message=f"{error.category}/{name}: {error}")
 
     phase.__name__ = phase.__qualname__ = name
-    return await task(name=name, cache_policy=NO_CACHE, persist_result=False)(phase)(*args)
+    state = await task(name=name, cache_policy=NO_CACHE, persist_result=False)(phase)(*args, return_state=True)
+    if failures:
+        raise failures[0]
+    return await state.result()
 
 
 def flow_run_name() -> str:

@@ -73,7 +73,7 @@ def cli_runs(prefect_server, tmp_path_factory):
                            "--verbose", *common], prefect_server, data_dir),
             "nope": start(["run", "--scenario", "nope", "--scope-url", healthy.url, *common], prefect_server, data_dir),
             "refused": start(["run", "--scenario", REFUSED_SCENARIO, "--scope-url", healthy.url, "--config",
-                              str(refusing_config(root)), "--duration-s", "4"], prefect_server, data_dir),
+                              str(refusing_config(root)), "--duration-s", "4"], prefect_server, root / "refused"),
         }
         results = {name: finish(child) for name, child in children.items()}
         results["healthy"]["truth"] = healthy.truth()

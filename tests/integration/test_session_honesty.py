@@ -48,8 +48,9 @@ async def test_a_final_row_that_cannot_land_fails_loudly(demo_settings, tmp_path
 
 
 async def test_every_prompt_switch_is_judged_at_the_demos_interval(demo_settings, tmp_path):
-    settings = with_thresholds(demo_settings, prompt_switch_interval_s=5.0, prompt_response_s=10.0)
-    record, truth = await run_on_simulator(settings, Lake(tmp_path / "data"), duration_s=24.0)
+    # A response window longer than the interval: before, the first switch's window swallowed the next one.
+    settings = with_thresholds(demo_settings, prompt_switch_interval_s=5.0, prompt_response_s=6.0)
+    record, truth = await run_on_simulator(settings, Lake(tmp_path / "data"), duration_s=16.0)
     assert record.outcome == "passed", record.failure_reason
     assert record.prompt_switches >= 2  # at 5 s and 10 s: before, the first window swallowed the second
     assert record.prompt_switches_evaluated == record.prompt_switches == record.prompt_switches_responded

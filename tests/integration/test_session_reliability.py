@@ -23,8 +23,8 @@ INSTANCES = 10
 RUNS_PER_INSTANCE = 10
 RUNS = INSTANCES * RUNS_PER_INSTANCE
 MIN_PASSED = RUNS
-CONCURRENT_INSTANCES = 10  # the fleet is its own process: the harness holds 10 relay sessions easily
-DURATION_S = 2.0
+CONCURRENT_INSTANCES = 8  # the fleet is its own process; the harness holds these beside the rest of the suite
+DURATION_S = 1.5
 # Instances rotate through the modes so the clip track (v2v), the i2v image and graph sessions are covered too.
 SCENARIOS = ("longlive_t2v_15s", "longlive_i2v_15s", "longlive_v2v_15s", "longlive_rife_v2v_15s", "ltx2_t2v_15s")
 
