@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from http import HTTPStatus
 
 from fastapi import FastAPI, Request
@@ -34,7 +35,26 @@ def create_app(instance: ScopeInstance) -> FaultInjector:
     app.add_exception_handler(HeadlessError, _status_error)
     app.add_exception_handler(WebRtcError, _status_error)
     app.add_exception_handler(StarletteHTTPException, _no_such_route)
+    _prepare_routes(app)
     return FaultInjector(app, instance)
+
+
+_ROUTES_LOCK = threading.Lock()
+
+
+def _prepare_routes(app: FastAPI) -> None:
+    """Build FastAPI's lazy per-route state now, one app at a time.
+
+    The routers are module-level, so every simulated instance in a process shares their routes;
+    FastAPI fills a route's state on the first request, guarded only per app, and two instances
+    serving their first requests from two threads raced on it (pydantic: AttributeError
+    `__pydantic_core_schema__`). Built here under one lock, no request ever builds it."""
+    with _ROUTES_LOCK:
+        for route in app.router.routes:
+            for build in ("effective_candidates", "effective_low_priority_routes"):
+                method = getattr(route, build, None)
+                if callable(method):
+                    method()
 
 
 async def _no_such_route(request: Request, exc: Exception) -> JSONResponse:
