@@ -12,6 +12,7 @@ import importlib
 import json
 import logging
 import os
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -67,6 +68,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `loadtest` console script."""
+    code = _dispatch(argv)
+    if code == EXIT_INTERRUPTED:
+        # Stopping already: a repeated signal (a terminal's Ctrl-C reaches both `uv run` and this
+        # process) must not interrupt the exit's own cleanup, e.g. Prefect stopping its temporary API.
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_IGN)
+    return code
+
+
+def _dispatch(argv: Sequence[str] | None) -> int:
+    """Parse the command line and run its command; errors become one line and an exit code."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
     args = build_parser().parse_args(argv)

@@ -77,11 +77,6 @@ def run_with_signals(main: Callable[[Stop], Coroutine[Any, Any, int]], *, hard_s
         while worker.is_alive() and not stop.received.is_set():
             worker.join(JOIN_POLL_S)
         worker.join(hard_stop_s if stop.received.is_set() else None)
-    if stop.received.is_set():
-        # Stopping already: a repeated signal (a terminal's Ctrl-C reaches both `uv run` and this
-        # process) must not interrupt the exit's own cleanup, e.g. Prefect stopping its temporary API.
-        for signum in SIGNALS:
-            signal.signal(signum, signal.SIG_IGN)
     if worker.is_alive():
         print(f"loadtest: stopped by {stop.signal_name}; cleanup did not finish within {hard_stop_s:.0f} s",
               file=sys.stderr)
