@@ -129,6 +129,7 @@ class MediaDriver(Protocol):
     """One run's media: start it, look at it, switch prompts, stop it (always safe to call)."""
 
     name: str  # "webrtc" or "headless"
+    t0: float  # monotonic time the session clock started (Tick.t_s = 0)
 
     async def remove_leftovers(self) -> int:
         """Before a run: end sessions a killed harness left on the instance; return how many."""

@@ -172,7 +172,7 @@ class Session:
         monitor, first_s = self.monitor, started.first_frame_s
         end_s = first_s + self.identity.duration_s
         switch_due = self._switch_times(first_s)
-        self.ticks.begin(self.driver_t0() + first_s)
+        self.ticks.begin(self.driver.t0 + first_s)
         stopped_early = None
         while True:
             await self.ticks.wait_next()
@@ -193,10 +193,6 @@ class Session:
                 await self._switch_prompt()
         return Streamed(stream_s=tick.t_s - first_s, stopped_early=stopped_early)
 
-    def driver_t0(self) -> float:
-        """The monotonic time the driver's session clock started at."""
-        return float(getattr(self.driver, "t0", time.monotonic()))
-
     def _switch_times(self, first_s: float) -> list[float]:
         assert self.monitor is not None
         if len(self.identity.prompts) < 2 or self.monitor.limits.prompts_unsupported is not None:
@@ -213,7 +209,7 @@ class Session:
         prompts = self.identity.prompts
         index = len(self.monitor.switches)
         prompt_from, prompt_to = prompts[index % len(prompts)], prompts[(index + 1) % len(prompts)]
-        t_s = time.monotonic() - self.driver_t0()
+        t_s = time.monotonic() - self.driver.t0
         await self.driver.switch_prompt(prompt_to)
         self.monitor.note_prompt_switch(t_s, self.clock(), prompt_from, prompt_to)
 

@@ -21,6 +21,7 @@ from tasks.session.frames import (
     FrameThresholds,
     FrameVerdict,
     analyze_frame,
+    analyze_picture,
     classify_frame,
     frame_difference,
 )
@@ -129,8 +130,6 @@ class StreamMonitor:
         if tick.frame is not None:
             return analyze_frame(tick.frame, thresholds=self.frame_thresholds)
         if tick.picture is not None:
-            from tasks.session.frames import analyze_picture  # received (webrtc) frames: no JPEG round trip
-
             return analyze_picture(tick.picture.luma, thresholds=self.frame_thresholds)
         return None
 
