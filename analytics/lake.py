@@ -18,7 +18,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
@@ -42,6 +42,10 @@ _STEM = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _READ_ONLY = (duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN)
 class LakeError(HarnessError):
     """A lake operation was refused or failed: unknown table, wrong rows, a bad or writing query."""
+
+
+class AlreadyLanded(LakeError):
+    """An exclusive landing found its file already there: those rows landed before."""
 
 
 @dataclass(frozen=True)
@@ -71,18 +75,27 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _write_atomically(frame: pl.DataFrame, path: Path) -> None:
-    """Write `frame` to `path` so that readers see either no file or the whole file."""
+def _write_atomically(frame: pl.DataFrame, path: Path, *, exclusive: bool = False) -> None:
+    """Write `frame` to `path` so that readers see either no file or the whole file.
+
+    `exclusive`: create the file only if no file has that name (a hard link is atomic and refuses
+    an existing target), else raise AlreadyLanded; two writers racing on one name land it once.
+    """
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}{TEMP_SUFFIX}")
     try:
         with open(tmp, "wb") as fh:
             frame.write_parquet(fh)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
+        if exclusive:
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                raise AlreadyLanded(f"{path.parent.name}/{path.name} has landed before") from None
+        else:
+            os.replace(tmp, path)
+    finally:
         tmp.unlink(missing_ok=True)
-        raise
     _fsync_dir(path.parent)
 
 
@@ -196,11 +209,13 @@ class Lake:
 
     # --- landing -------------------------------------------------------------------------------
 
-    def land(self, table: str, rows: Sequence[LakeRecord], *, file_stem: str) -> Path | None:
+    def land(self, table: str, rows: Sequence[LakeRecord], *, file_stem: str,
+             exclusive: bool = False) -> Path | None:
         """Land rows atomically as <table>/date=<row date>/<file_stem>.parquet; None when no rows.
 
         Rows of several dates (a chunk crossing midnight UTC) land as one file per date, all
-        named `file_stem`; the path of the latest date is returned.
+        named `file_stem`; the path of the latest date is returned. `exclusive` refuses (raises
+        AlreadyLanded) when that file exists, instead of replacing it.
         """
         table_dir, model = self.table_dir(table), TABLES[table]
         if not _STEM.match(file_stem):
@@ -217,7 +232,7 @@ class Lake:
             partition.mkdir(parents=True, exist_ok=True)
             path = partition / f"{file_stem}.parquet"
             frame = pl.DataFrame([r.model_dump() for r in by_date[day]], schema=_schema(model))
-            _write_atomically(frame, path)
+            _write_atomically(frame, path, exclusive=exclusive)
         return path
 
     def land_run(self, record: RunRecord) -> Path:
@@ -349,17 +364,24 @@ class Lake:
         except duckdb.Error as exc:
             raise LakeError(f"lake query failed: {exc}") from exc
 
-    def query(self, sql: str, *, budget_seconds: float = DEFAULT_BUDGET_S) -> QueryResult:
-        """Run one read-only statement (SELECT/EXPLAIN) over the lake's views; returns columns and rows."""
+    def query(self, sql: str, params: Sequence[Any] | Mapping[str, Any] | None = None, *,
+              budget_seconds: float = DEFAULT_BUDGET_S) -> QueryResult:
+        """Run one read-only statement (SELECT/EXPLAIN) over the lake's views; returns columns and rows.
+
+        `params` are bound to the statement's `?` (or `$name`) placeholders, never pasted into it.
+        """
         _require_read_only(sql)
         with self._cursor(budget_seconds) as con:
-            cursor = con.execute(sql)
+            cursor = con.execute(sql, params) if params is not None else con.execute(sql)
             return QueryResult(tuple(d[0] for d in cursor.description), cursor.fetchall())
 
-    def query_frame(self, sql: str, *, budget_seconds: float = DEFAULT_BUDGET_S) -> pl.DataFrame:
+    def query_frame(self, sql: str, params: Sequence[Any] | Mapping[str, Any] | None = None, *,
+                    budget_seconds: float = DEFAULT_BUDGET_S) -> pl.DataFrame:
         """Like `query`, as a Polars DataFrame."""
         _require_read_only(sql)
         with self._cursor(budget_seconds) as con:
+            if params is not None:
+                return con.execute(sql, params).pl()
             return con.sql(sql).pl()
 
     def runs_frame(self) -> pl.DataFrame:

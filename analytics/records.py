@@ -325,6 +325,63 @@ class ScoreRecord(LakeRecord):
     date: dt.date = _date_field("computed_at")
 
 
+JobType = Literal["ai", "transcoding"]
+OutboxStatus = Literal["posted", "duplicate", "failed", "rejected", "expired"]
+
+
+class LeaderboardStatRecord(LakeRecord):
+    """One Stats object another tester (or this harness) posted to our leaderboard API and we accepted."""
+
+    partition_field: ClassVar[str] = "stat_at"
+
+    body_sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the exact body bytes; names the "
+                             "file, so one signed body lands at most once")
+    received_at: UtcDatetime = Field(description="UTC wall clock when the API accepted the body (the reference's "
+                                     "event_time: since/until select on it)")
+    poster: str = Field(description="Who posted: the peer address and the User-Agent (the shared secret names no one)")
+    stat_at: UtcDatetime = Field(description="The body's `timestamp` as a UTC time")
+    timestamp: int = Field(description="The body's `timestamp`, unix seconds (when the tester ran the job)")
+    job_type: JobType = Field(description="ai when the body names a model and a pipeline, else transcoding")
+    region: str = Field(description="Region id the tester posted from, upper case (e.g. FRA)")
+    orchestrator: str = Field(description="Orchestrator address, lower case")
+    success_rate: float = Field(description="Share of the job that succeeded, 0-1")
+    round_trip_time: float = Field(description="Round trip of the job, seconds")
+    errors_json: str = Field(description="The body's `errors` list as JSON text")
+    model: str | None = Field(default=None, description="AI: the model (for Scope streams: the Scope pipeline)")
+    pipeline: str | None = Field(default=None, description="AI: the Livepeer pipeline, e.g. live-video-to-video")
+    model_is_warm: bool | None = Field(default=None, description="AI: the model was warm")
+    input_parameters: str | None = Field(default=None, description="AI: the job's input parameters (JSON text)")
+    response_payload: str | None = Field(default=None, description="AI: the job's response (JSON text)")
+    seg_duration: float | None = Field(default=None, description="Transcoding: segment duration, seconds")
+    segments_sent: int | None = Field(default=None, description="Transcoding: segments sent")
+    segments_received: int | None = Field(default=None, description="Transcoding: segments received")
+    upload_time: float | None = Field(default=None, description="Transcoding: upload time, seconds")
+    download_time: float | None = Field(default=None, description="Transcoding: download time, seconds")
+    transcode_time: float | None = Field(default=None, description="Transcoding: transcode time, seconds")
+    run_id: str | None = Field(default=None, description="The harness run the stat describes, when "
+                               "input_parameters names one (a scope-loadtest poster)")
+    date: dt.date = _date_field("stat_at")
+
+
+class OutboxAttemptRecord(LakeRecord):
+    """One attempt to post one of our runs to one leaderboard target (the outbox is these rows plus the runs)."""
+
+    partition_field: ClassVar[str] = "attempted_at"
+
+    run_id: RunId = Field(description="The relay run posted")
+    target: str = Field(description="Name of the leaderboard target (config leaderboard.targets)")
+    attempt: int = Field(ge=1, description="1 for the first attempt of this run at this target, then 2, 3, ...")
+    attempted_at: UtcDatetime = Field(description="UTC wall clock when the attempt began")
+    status: OutboxStatus = Field(description="posted (2xx), duplicate (409: it had landed before), failed "
+                                 "(retried later), rejected (4xx: never retried), expired (too old to post)")
+    http_status: int | None = Field(default=None, description="HTTP status answered; null when none came back")
+    error: str | None = Field(default=None, description="Why the attempt did not post, one line (no secrets)")
+    latency_ms: float | None = Field(default=None, description="Request sent -> answer read, ms")
+    body_sha256: str | None = Field(default=None, description="SHA-256 of the body posted")
+    next_attempt_at: UtcDatetime | None = Field(default=None, description="Earliest retry (failed attempts)")
+    date: dt.date = _date_field("attempted_at")
+
+
 TABLES: dict[str, type[LakeRecord]] = {
     "runs": RunRecord,
     "frames": FrameSample,
@@ -333,6 +390,8 @@ TABLES: dict[str, type[LakeRecord]] = {
     "baselines": BaselineRecord,
     "drift": DriftRecord,
     "scores": ScoreRecord,
+    "leaderboard_stats": LeaderboardStatRecord,
+    "leaderboard_outbox": OutboxAttemptRecord,
 }
 
 ColumnKind = Literal["str", "int", "float", "bool", "datetime", "date"]

@@ -1,0 +1,1 @@
+"""Livepeer's leaderboard API on our lake: the Stats contract, how a run maps onto it, the scores."""
