@@ -380,9 +380,7 @@ class Lake:
         """Like `query`, as a Polars DataFrame."""
         _require_read_only(sql)
         with self._cursor(budget_seconds) as con:
-            if params is not None:
-                return con.execute(sql, params).pl()
-            return con.sql(sql).pl()
+            return con.sql(sql, params=params).pl()
 
     def runs_frame(self) -> pl.DataFrame:
         """The `runs` view as a Polars DataFrame: the final (or current) state of every run."""

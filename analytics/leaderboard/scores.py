@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import math
 
+import polars as pl
+
 SCORE_AT_MEDIAN = 0.8
 SUCCESS_WEIGHT, RTT_WEIGHT = 0.65, 0.35
 LIVE_FPS_WEIGHT, LIVE_LATENCY_WEIGHT = 0.7, 0.3
@@ -55,27 +57,30 @@ def transcoding_score(success_rate: float, latency_score: float) -> float:
     return success_rate * latency_score
 
 
-def live_fps_score(fps: float | None, target_fps: float) -> float:
-    """1 at or above target, falling quadratically to 0 at 0 fps (no fps measured: 0)."""
-    if fps is None or not math.isfinite(fps) or not target_fps > 0:
-        return 0.0
-    ratio = min(max(fps, 0.0), target_fps) / target_fps
-    return max(0.0, 1.0 - (1.0 - ratio) ** 2)
+def live_video_score_expr(fps: pl.Expr, target_fps: pl.Expr | float, first_frame_s: pl.Expr,
+                          max_initial_latency_s: float) -> pl.Expr:
+    """The live-video score of each stream, 0-1, as a Polars expression (the one formula).
 
-
-def live_latency_score(first_frame_s: float | None, max_initial_latency_s: float) -> float:
-    """1 for an instant first frame, 0 at or beyond the maximum (no first frame: 0)."""
-    if first_frame_s is None or not math.isfinite(first_frame_s) or not max_initial_latency_s > 0:
-        return 0.0
-    return max(0.0, 1.0 - max(first_frame_s, 0.0) / max_initial_latency_s)
+    A missing fps or first frame scores 0 on that part; fps above the target counts as the target.
+    """
+    target = target_fps if isinstance(target_fps, pl.Expr) else pl.lit(float(target_fps))
+    measured = fps.fill_nan(None)
+    ratio = pl.when(measured.is_not_null()).then(pl.min_horizontal(measured.clip(lower_bound=0.0), target) / target)
+    fps_score = (1.0 - (1.0 - ratio.fill_null(0.0)) ** 2).clip(lower_bound=0.0)
+    latency = (1.0 - first_frame_s.clip(lower_bound=0.0) / max_initial_latency_s).clip(lower_bound=0.0)
+    score = LIVE_FPS_WEIGHT * fps_score + LIVE_LATENCY_WEIGHT * latency.fill_nan(0.0).fill_null(0.0)
+    return score.clip(0.0, 1.0)
 
 
 def live_video_score(fps: float | None, target_fps: float, first_frame_s: float | None, *,
                      max_initial_latency_s: float) -> float:
-    """The live-video score of one stream, 0-1."""
-    score = (LIVE_FPS_WEIGHT * live_fps_score(fps, target_fps)
-             + LIVE_LATENCY_WEIGHT * live_latency_score(first_frame_s, max_initial_latency_s))
-    return min(1.0, max(0.0, score))
+    """The live-video score of one stream, 0-1 (`live_video_score_expr` on one row)."""
+    if not target_fps > 0 or not max_initial_latency_s > 0:
+        raise ValueError("target_fps and max_initial_latency_s must be positive")
+    row = pl.DataFrame({"fps": [fps], "first_frame_s": [first_frame_s]},
+                       schema={"fps": pl.Float64, "first_frame_s": pl.Float64})
+    expr = live_video_score_expr(pl.col("fps"), target_fps, pl.col("first_frame_s"), max_initial_latency_s)
+    return float(row.select(expr).item())
 
 
 def evidence(jobs: int, min_jobs: int) -> str:
