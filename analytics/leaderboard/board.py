@@ -39,28 +39,34 @@ from analytics.scores import wilson_interval
 _SQL_LIST = ", ".join(f"'{p}'" for p in ORCHESTRATOR_PHASES)
 _NOT_OURS = ", ".join(f"'{c}'" for c in NOT_THE_ORCHESTRATORS)
 # Our runs that are jobs (a verdict on the orchestrator's streaming) or unavailable relay attempts.
-RELAY_JOB_SQL = (
-    "state = 'final' AND NOT generated AND media_path = 'relay' AND orchestrator IS NOT NULL AND "
+_JOB_OUTCOMES = (
     f"(outcome IN ('passed', 'unavailable') OR (outcome = 'failed' AND failure_phase IN ({_SQL_LIST}) "
     f"AND coalesce(failure_category, '') NOT IN ({_NOT_OURS})))"
 )
+# Our runs that are jobs (a verdict on the orchestrator's streaming) or unavailable relay attempts.
+RELAY_JOB_SQL = (f"state = 'final' AND NOT generated AND media_path = 'relay' AND orchestrator IS NOT NULL "
+                 f"AND {_JOB_OUTCOMES}")
+# Straight from the run states (not the `runs` view, which ranks every state of every run): the
+# window and the relay filter prune the Parquet scan. A run has at most one final row of its own
+# (`<run_id>-final` is replaced, never added to); the sweeper's final rows are `aborted`, never jobs.
 _JOBS_SQL = f"""
 WITH ours AS (
     SELECT 'run' AS source, run_id, ended_at AS event_at, lower(orchestrator) AS orchestrator,
            upper(coalesce(nullif(trim(region), ''), 'GLOBAL')) AS region, 'ai' AS job_type,
-           pipeline AS model, $capability AS pipeline,
-           CAST(NULL AS VARCHAR) AS body_sha256,
+           pipeline AS model, $capability AS pipeline, CAST(NULL AS VARCHAR) AS body_sha256,
            CASE WHEN outcome = 'passed' THEN 1.0 WHEN outcome = 'failed' THEN 0.0 END AS success_rate,
            coalesce(first_frame_s, 0.0) AS round_trip_time, CAST(NULL AS DOUBLE) AS seg_duration,
            outcome, coalesce(fps_received, fps_steady) AS fps, expected_fps, first_frame_s
-    FROM runs WHERE {RELAY_JOB_SQL} AND ended_at BETWEEN $since AND $until
+    FROM run_states
+    WHERE state = 'final' AND ended_at BETWEEN $since AND $until AND media_path = 'relay'
+      AND NOT coalesce(generated, false) AND orchestrator IS NOT NULL AND swept_at IS NULL AND {_JOB_OUTCOMES}
 ), posted AS (
     SELECT 'posted' AS source, run_id, received_at AS event_at, orchestrator, region, job_type, model, pipeline,
            body_sha256, success_rate, round_trip_time, seg_duration, CAST(NULL AS VARCHAR) AS outcome,
            CAST(NULL AS DOUBLE) AS fps, CAST(NULL AS DOUBLE) AS expected_fps, CAST(NULL AS DOUBLE) AS first_frame_s
-    FROM leaderboard_stats
+    FROM leaderboard_stats AS p
     WHERE received_at BETWEEN $since AND $until
-      AND (run_id IS NULL OR run_id NOT IN (SELECT run_id FROM run_states))
+      AND (run_id IS NULL OR NOT EXISTS (SELECT 1 FROM run_states AS r WHERE r.run_id = p.run_id))
 )
 SELECT * FROM (SELECT * FROM ours UNION ALL BY NAME SELECT * FROM posted)
 WHERE job_type = $job_type
