@@ -18,6 +18,7 @@ receiver answers 409 for the identical body (`stats_body` is canonical), recorde
 from __future__ import annotations
 
 import datetime as dt
+import os
 import time
 import uuid
 from collections.abc import Mapping
@@ -96,6 +97,14 @@ class TargetRound:
     note: str | None = None  # why nothing was posted (secret unset), or why the round stopped early
     records: list[OutboxAttemptRecord] = field(default_factory=list)
 
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready: counts, and every attempt that did not post with its status and why."""
+        misses = [{"run_id": r.run_id, "attempt": r.attempt, "status": r.status, "http_status": r.http_status,
+                   "error": r.error, "next_attempt_at": r.next_attempt_at and r.next_attempt_at.isoformat()}
+                  for r in self.records if r.status != "posted"]
+        return {"target": self.target, "counts": dict(self.counts), "waiting": self.waiting,
+                "not_tried": self.not_tried, "note": self.note, "not_posted": misses}
+
 
 def backoff_s(failures: int, outbox: OutboxSettings) -> float:
     """Wait after the `failures`-th failure: backoff_s x 2^(failures-1), at most backoff_max_s."""
@@ -143,8 +152,8 @@ def attempt_record(job: OutboxJob, answer: PostAnswer, *, attempted_at: dt.datet
 def expired_record(job: OutboxJob, now: dt.datetime, outbox: OutboxSettings) -> OutboxAttemptRecord:
     """The one `expired` row of a run too old to post."""
     tried = f" after {job.failures} failed attempt(s), last: {job.last_error}" if job.failures else ""
-    error = one_line(f"ended {as_utc(job.ended_at).isoformat()}, more than {outbox.max_age_hours:g} h "
-                     f"before {as_utc(now).isoformat()}; not posted{tried}")
+    error = one_line(f"ended {as_utc(job.ended_at):%Y-%m-%d %H:%M} UTC, more than {outbox.max_age_hours:g} h "
+                     f"ago: not posted{tried}")
     return OutboxAttemptRecord(run_id=job.run_id, target=job.target, attempt=job.attempt, attempted_at=as_utc(now),
                                status="expired", error=error)
 
@@ -205,6 +214,17 @@ def land_attempts(lake: Lake, records: list[OutboxAttemptRecord], now: dt.dateti
     """Land one round's attempt rows of one target as one file."""
     stamp = as_utc(now).strftime("%Y%m%dT%H%M%S%fZ")
     lake.land(TABLE, records, file_stem=f"round-{stamp}-{uuid.uuid4().hex[:8]}")
+
+
+def publish_target_now(lake: Lake, settings: Settings, target_name: str,
+                       now: dt.datetime | None = None) -> dict[str, Any]:
+    """One round for one configured target, secrets from the environment; its summary."""
+    target = settings.leaderboard.target(target_name)
+    if target is None:
+        raise ValueError(f"no leaderboard target called {target_name!r} in the config")
+    with new_client() as client:
+        return publish_target(lake, target, settings=settings, now=as_utc(now or dt.datetime.now(dt.timezone.utc)),
+                              environ=os.environ, client=client).summary()
 
 
 def publish_round(lake: Lake, settings: Settings, *, now: dt.datetime | None = None,
