@@ -75,6 +75,12 @@ WHERE job_type = $job_type
   AND ($pipeline IS NULL OR pipeline = $pipeline)
 """
 GROUP = ("orchestrator", "region")
+SCORE_TABLE_SCHEMA = {
+    "window": pl.String, "model": pl.String, "pipeline": pl.String, "orchestrator": pl.String, "region": pl.String,
+    "jobs": pl.Int64, "unavailable": pl.Int64, "success_rate": pl.Float64, "success_rate_low": pl.Float64,
+    "success_rate_high": pl.Float64, "round_trip_score": pl.Float64, "score": pl.Float64,
+    "live_video_score": pl.Float64, "live_video_jobs": pl.Int64, "ranked": pl.Boolean,
+}
 
 
 @dataclass(frozen=True)
@@ -134,8 +140,12 @@ class Leaderboard:
 
     # --- aggregated_stats --------------------------------------------------------------------------
 
-    def score_rows(self, query: StatsQuery) -> list[dict[str, Any]]:
-        """Per orchestrator x region of the selection: the reference's scores and our extra figures."""
+    def score_rows(self, query: StatsQuery, *, keep_unranked: bool = False) -> list[dict[str, Any]]:
+        """Per orchestrator x region of the selection: the reference's scores and our extra figures.
+
+        `keep_unranked`: also give the live-video mean of a group below the evidence floor (its
+        `live_video_evidence` still says so); the API's answer leaves it null.
+        """
         selected = self._with_live_scores(self.jobs(query, all_orchestrators=True))
         jobs = selected.filter(pl.col("success_rate").is_not_null())
         median = self._median_rtt(jobs) if query.kind == "ai" else None
@@ -152,7 +162,7 @@ class Leaderboard:
         ).sort(*GROUP)
         if query.orchestrator is not None:
             groups = groups.filter(pl.col("orchestrator") == query.orchestrator)
-        return [self._scored(row, query.kind, median) for row in groups.to_dicts()]
+        return [self._scored(row, query.kind, median, keep_unranked) for row in groups.to_dicts()]
 
     @staticmethod
     def _median_rtt(jobs: pl.DataFrame) -> float | None:
@@ -160,7 +170,8 @@ class Leaderboard:
         rtts = jobs.filter((pl.col("success_rate") == 1.0) & (pl.col("round_trip_time") != 0))["round_trip_time"]
         return None if rtts.is_empty() else float(rtts.quantile(0.5, interpolation="linear"))
 
-    def _scored(self, row: dict[str, Any], kind: JobType, median: float | None) -> dict[str, Any]:
+    def _scored(self, row: dict[str, Any], kind: JobType, median: float | None,
+                keep_unranked: bool = False) -> dict[str, Any]:
         """One group's answer: success_rate, round_trip_score, score, and the extras."""
         success = row["success_rate"] or 0.0
         rtt = row["round_trip_time"] or 0.0
@@ -172,7 +183,7 @@ class Leaderboard:
             total = transcoding_score(success, rtt_score)
         interval = wilson_interval(round(row["successes"] or 0.0), row["jobs"]) if row["jobs"] else None
         sufficient = evidence(row["live_video_jobs"], self.min_jobs)
-        live = row["live_video_score"] if sufficient != INSUFFICIENT_EVIDENCE else None
+        live = row["live_video_score"] if keep_unranked or sufficient != INSUFFICIENT_EVIDENCE else None
         answer = {"success_rate": success, "round_trip_score": rtt_score, "score": total,
                   "jobs": row["jobs"], "unavailable": row["unavailable"],
                   "success_rate_ci95": list(interval) if interval else None,
@@ -192,6 +203,23 @@ class Leaderboard:
                 continue
             result.setdefault(orchestrator, {})[region] = row
         return result
+
+    def score_table(self, *, now: dt.datetime, windows: Mapping[str, dt.timedelta]) -> pl.DataFrame:
+        """Every AI model's aggregated scores per orchestrator x region, for each named window (gauges, CLI).
+
+        Columns: window, model, pipeline, orchestrator, region, jobs, unavailable, success_rate,
+        success_rate_low/high (Wilson 95 %), round_trip_score, score, live_video_score (the mean of
+        the jobs' scores, also below the evidence floor), live_video_jobs, ranked (live-video evidence).
+        """
+        rows = []
+        for window, length in windows.items():
+            span = StatsQuery(since=now - length, until=now, job_type="ai")
+            for pipeline in self.pipelines(span):
+                for model in pipeline["models"]:
+                    query = StatsQuery(since=now - length, until=now, model=model, pipeline=pipeline["id"])
+                    rows += [{"window": window, "model": model, "pipeline": pipeline["id"], **row}
+                             for row in self.score_rows(query, keep_unranked=True)]
+        return pl.DataFrame([_flat(row) for row in rows], schema=SCORE_TABLE_SCHEMA)
 
     # --- raw_stats, pipelines, regions -------------------------------------------------------------
 
@@ -253,3 +281,11 @@ def _posted_stat(row: Mapping[str, Any]) -> dict[str, Any]:
     fields = {name: row.get(name) for name in Stats.model_fields if name != "errors"}
     fields["errors"] = json.loads(row.get("errors_json") or "[]")
     return {k: v for k, v in fields.items() if v is not None}
+
+
+def _flat(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A score_table row from a score_rows answer."""
+    interval = row.get("success_rate_ci95") or (None, None)
+    flat = {name: row.get(name) for name in SCORE_TABLE_SCHEMA}
+    return flat | {"success_rate_low": interval[0], "success_rate_high": interval[1],
+                   "ranked": row["live_video_evidence"] != INSUFFICIENT_EVIDENCE}

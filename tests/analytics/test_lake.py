@@ -19,7 +19,7 @@ import pytest
 
 from analytics import lake as lake_module
 from analytics.catalog import BASE_VIEWS, VIEW_NAMES
-from analytics.lake import Lake, LakeError
+from analytics.lake import AlreadyLanded, Lake, LakeError
 from analytics.records import (
     TABLES, FrameSample, LakeRecord, PromptSwitchRecord, RunRecord, column_specs, polars_schema,
 )
@@ -200,7 +200,8 @@ def sample_value(name: str, annotation: Any) -> Any:
     if origin is tuple:
         return ("first", "second")
     samples = {bool: True, int: 7, float: 1.25, dt.datetime: dt.datetime(2026, 3, 1, 10, 0, 0, 123456, tzinfo=UTC)}
-    return "run-7" if name == "run_id" else samples.get(annotation, f"{name} value")
+    patterned = {"run_id": "run-7", "body_sha256": "ab" * 32}  # fields whose strings have a pattern
+    return patterned.get(name) or samples.get(annotation, f"{name} value")
 
 
 def full_row(model: type[LakeRecord]) -> LakeRecord:
@@ -434,3 +435,12 @@ def test_from_env_and_artifacts_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert path == tmp_path / "elsewhere" / "artifacts" / "2026-03-02" / "run-1" and path.is_dir()
     with pytest.raises(LakeError):
         lake.artifacts_dir("../run", late)
+
+
+def test_an_exclusive_landing_lands_once(lake: Lake) -> None:
+    first = make_run("run-x")
+    lake.land("runs", [first], file_stem="only-once", exclusive=True)
+    with pytest.raises(AlreadyLanded, match="only-once"):
+        lake.land("runs", [make_run("run-y")], file_stem="only-once", exclusive=True)
+    assert lake.query("SELECT run_id FROM run_states").rows == [("run-x",)]
+    assert [p.name for p in lake.lake_dir.rglob("*")  if p.is_file()] == ["only-once.parquet"]  # no temp file left

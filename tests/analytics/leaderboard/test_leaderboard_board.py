@@ -7,6 +7,7 @@ import itertools
 import math
 from typing import Any
 
+import polars as pl
 import pytest
 
 from analytics.lake import Lake
@@ -165,3 +166,16 @@ def test_pipelines_and_regions(lake, board):
     ids = {(r["id"], r["type"]) for r in board.regions()}
     assert {("FRA", "ai"), ("SIN", "transcoding"), ("US-EAST", "ai"), ("AP-SOUTHEAST", "ai")} <= ids
     assert board.region_known("us-east") and board.region_known("sin") and not board.region_known("XYZ")
+
+
+def test_score_table_has_every_model_and_window(lake, board):
+    land_runs(lake, run("r1"), run("r2", pipeline="ltx2", ended=NOW - dt.timedelta(days=3)),
+              run("r3", outcome="unavailable"))
+    table = board.score_table(now=NOW + dt.timedelta(minutes=1),
+                              windows={"24h": dt.timedelta(hours=24), "7d": dt.timedelta(days=7)})
+    keys = sorted(zip(table["window"], table["model"], table["orchestrator"], table["region"]))
+    assert keys == [("24h", "longlive", ORCH_A, "FRA"), ("7d", "longlive", ORCH_A, "FRA"),
+                    ("7d", "ltx2", ORCH_A, "FRA")]
+    row = table.filter((pl.col("window") == "24h")).to_dicts()[0]
+    assert (row["jobs"], row["unavailable"], row["ranked"]) == (1, 1, False)
+    assert row["live_video_score"] == pytest.approx(0.7 + 0.3 * (1 - 2.0 / 8))  # unranked, still measured
