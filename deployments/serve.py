@@ -1,4 +1,4 @@
-"""All four deployments served from one process: the one-machine install (`loadtest serve`).
+"""Every deployment served from one process: the one-machine install (`loadtest serve`).
 
 The same deployment names, schedules, parameters and dispatch concurrency as `prefect.yaml`
 (a test holds the two equal), but no work pool and no worker: the runner inside this process
@@ -29,6 +29,7 @@ from config.settings import Settings
 from flows.analyze import analyze
 from flows.discover import discover
 from flows.dispatch import dispatch
+from flows.publish import PUBLISH_INTERVAL_S, publish_leaderboard
 from flows.run_scenario import run_scenario
 from errors import HarnessError
 
@@ -37,6 +38,7 @@ DISPATCH_INTERVAL = timedelta(minutes=5)
 # interval makes the next scheduled ones cancel themselves (limit 1, CANCEL_NEW) instead of piling up.
 DISPATCH_WINDOW_S = DISPATCH_INTERVAL.total_seconds()
 ANALYZE_INTERVAL = timedelta(hours=1)
+PUBLISH_INTERVAL = timedelta(seconds=PUBLISH_INTERVAL_S)
 TAGS = ("scope-loadtest",)
 
 
@@ -59,7 +61,7 @@ class DeploymentPlan:
 
 
 def deployment_plans(settings: Settings, config: str | None = None) -> list[DeploymentPlan]:
-    """The four deployments under `settings`; `config` (a path) becomes every flow's default."""
+    """The five deployments under `settings`; `config` (a path) becomes every flow's default."""
     common = {"config": str(Path(config).resolve())} if config else {}
     return [
         DeploymentPlan("discover", "scheduled", timedelta(hours=settings.discovery.refresh_interval_hours),
@@ -71,12 +73,15 @@ def deployment_plans(settings: Settings, config: str | None = None) -> list[Depl
                        description="One scenario on one Scope instance, on demand"),
         DeploymentPlan("analyze", "hourly", ANALYZE_INTERVAL, dict(common),
                        description="Baselines, drift, coverage and scores to the lake, Pushgateway and artifacts"),
+        DeploymentPlan("publish-leaderboard", "every-minute", PUBLISH_INTERVAL, dict(common),
+                       concurrency_limit=1, cancel_new=True,
+                       description="Post finished relay runs to the configured leaderboards through the outbox"),
     ]
 
 
 def runner_deployments(plans: list[DeploymentPlan]) -> list[RunnerDeployment]:
     """RunnerDeployments for `plans`, ready for a Runner."""
-    flows = {f.name: f for f in (discover, dispatch, run_scenario, analyze)}
+    flows = {f.name: f for f in (discover, dispatch, run_scenario, analyze, publish_leaderboard)}
     deployments = []
     for plan in plans:
         limit: Any = plan.concurrency_limit
