@@ -4,7 +4,8 @@ Why gauges, never counters: the Pushgateway neither sums nor expires, so every f
 from the lake (the only state) at each analysis and pushed whole with PUT under one grouping key.
 A restart, a second harness or an ad-hoc run then cannot reset or overwrite history.
 
-`analyze_runs` computes every figure from the `runs` view; `build_registry` turns it into a fresh
+`analyze_runs` computes every figure from the `runs` view (plus the leaderboard score table, which
+the caller computes from the lake and passes in); `build_registry` turns it into a fresh
 `CollectorRegistry` holding exactly the families of `FAMILIES` (the table of metrics.md).
 
 Label conventions:
@@ -16,6 +17,13 @@ Label conventions:
 - `cold_start_ratio` and the `orchestrator_*` baselines cover the 7-day window (no window label).
 - `budget_seconds`, `coverage_ratio` and `orchestrators` are for today (UTC).
 - `last_run_timestamp_seconds` is the end (else start) of the orchestrator's latest run, any outcome.
+- `leaderboard_score`, `live_video_score` and `leaderboard_jobs` come from the leaderboard's score
+  table (analytics/leaderboard/board.py: our relay runs that are verdicts on their orchestrator plus
+  the stats others posted), per orchestrator x region x model (the Scope pipeline) and window.
+  `leaderboard_score` is the reference AI score (0.65 x success rate + 0.35 x round-trip score);
+  `live_video_score` is the mean live-video score of our jobs, with `ranked="true"` once it rests on
+  the evidence floor (10 jobs) and `"false"` below it; `leaderboard_jobs` counts the jobs (not the
+  unavailable runs beside them; a group of unavailable runs only has 0 jobs and no score).
 
 A family with nothing to say (e.g. `drift_ratio` before any drift could be computed) is still
 registered and exposed with its HELP and TYPE lines but no samples.
@@ -91,8 +99,20 @@ FAMILIES: tuple[FamilySpec, ...] = (
     FamilySpec("orchestrators", ("status",), "Orchestrators by status today"),
     FamilySpec("last_run_timestamp_seconds", ("orchestrator",), "Unix time the orchestrator's latest run ended"),
     FamilySpec("push_timestamp_seconds", (), "Unix time of the last analyze push"),
+    FamilySpec("leaderboard_score", ("orchestrator", "region", "model", "window"),
+               "Leaderboard AI score: 0.65 x success rate + 0.35 x round-trip score"),
+    FamilySpec("live_video_score", ("orchestrator", "region", "model", "window", "ranked"),
+               "Mean live-video score of the jobs (fps and first-frame latency); ranked once 10 jobs"),
+    FamilySpec("leaderboard_jobs", ("orchestrator", "region", "model", "window"),
+               "Leaderboard jobs in the window (unavailable runs are not jobs)"),
 )
+LEADERBOARD_LABELS = ("orchestrator", "region", "model", "window")
 SPECS: dict[str, FamilySpec] = {spec.name: spec for spec in FAMILIES}
+# The columns of the leaderboard score table the gauges read (an empty analysis has them too).
+LEADERBOARD_SCHEMA: dict[str, type[pl.DataType]] = {
+    "window": pl.String, "model": pl.String, "orchestrator": pl.String, "region": pl.String, "jobs": pl.Int64,
+    "score": pl.Float64, "live_video_score": pl.Float64, "ranked": pl.Boolean,
+}
 Sample = tuple[tuple[str, ...], float]
 
 
@@ -108,11 +128,12 @@ class Analysis:
     scores: pl.DataFrame  # ScoreRecord columns (landed)
     coverage: pl.DataFrame  # coverage_table for today
     cold_start_threshold_s: float
+    leaderboard: pl.DataFrame  # Leaderboard.score_table columns, for each window of WINDOWS
 
 
 def analyze_runs(runs: pl.DataFrame, *, now: datetime, orchestrators: Sequence[str], scenarios: Sequence[str],
-                 budget: Budget, cold_start_threshold_s: float) -> Analysis:
-    """Baselines, drift, scores and today's coverage of the runs, all as of `now`."""
+                 budget: Budget, cold_start_threshold_s: float, leaderboard: pl.DataFrame | None = None) -> Analysis:
+    """Baselines, drift, scores and today's coverage of the runs, all as of `now`; the leaderboard as given."""
     now = as_utc(now)
     return Analysis(
         computed_at=now,
@@ -124,6 +145,7 @@ def analyze_runs(runs: pl.DataFrame, *, now: datetime, orchestrators: Sequence[s
         coverage=coverage_table(runs, orchestrators=orchestrators, scenarios=scenarios, budget=budget,
                                 day=now.date(), now=now),
         cold_start_threshold_s=cold_start_threshold_s,
+        leaderboard=pl.DataFrame(schema=LEADERBOARD_SCHEMA) if leaderboard is None else leaderboard,
     )
 
 
@@ -211,10 +233,20 @@ def _orchestrator_state(analysis: Analysis) -> Iterator[tuple[str, list[Sample]]
     yield "last_run_timestamp_seconds", _samples(last, ("orchestrator",), "last_s")
 
 
+def _leaderboard(analysis: Analysis) -> Iterator[tuple[str, list[Sample]]]:
+    """The reference score, the live-video mean (with its evidence) and the jobs per leaderboard group."""
+    board = analysis.leaderboard.with_columns(
+        pl.when(pl.col("ranked")).then(pl.lit("true")).otherwise(pl.lit("false")).alias("ranked_label"))
+    # A group of unavailable runs only has no score (the reference would not list it), but its 0 jobs show.
+    yield "leaderboard_score", _samples(board.filter(pl.col("jobs") > 0), LEADERBOARD_LABELS, "score")
+    yield "live_video_score", _samples(board, (*LEADERBOARD_LABELS, "ranked_label"), "live_video_score")
+    yield "leaderboard_jobs", _samples(board, LEADERBOARD_LABELS, "jobs")
+
+
 def family_samples(analysis: Analysis, *, pushed_at: datetime) -> dict[str, list[Sample]]:
     """Every family's samples by family name (without the prefix); families without data map to []."""
     samples: dict[str, list[Sample]] = {spec.name: [] for spec in FAMILIES}
-    for producer in (_run_counts, _baselines, _drift, _orchestrator_state):
+    for producer in (_run_counts, _baselines, _drift, _orchestrator_state, _leaderboard):
         for name, found in producer(analysis):
             samples[name] += found
     for name, found in samples.items():

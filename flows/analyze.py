@@ -1,4 +1,4 @@
-"""`analyze`: baselines, drift, coverage and scores from the lake -> lake, Pushgateway (or file), artifacts.
+"""`analyze`: baselines, drift, coverage, scores and leaderboard scores from the lake -> lake, Pushgateway, artifacts.
 
 Run it after each dispatch batch and hourly (`ANALYZE_INTERVAL_S`). Every run recomputes every
 figure from the lake, lands the analytics tables (history kept, the catalog's views show the
@@ -18,7 +18,8 @@ from prometheus_client import CollectorRegistry
 from analytics.baselines import baseline_records
 from analytics.drift import drift_records
 from analytics.lake import Lake
-from analytics.metrics import Analysis, analyze_runs, build_registry, known_orchestrators
+from analytics.leaderboard.board import Leaderboard
+from analytics.metrics import WINDOWS, Analysis, analyze_runs, build_registry, known_orchestrators
 from analytics.scores import score_records
 from config.settings import Settings, load_settings
 from tasks.publish.pushgateway import PublishResult, create_analysis_artifacts, publish_metrics_task
@@ -47,14 +48,19 @@ def read_snapshot(config: str | None, *, lake: Lake | None = None, now: dt.datet
                         read_at=now or dt.datetime.now(dt.timezone.utc))
 
 
-def analyze_snapshot(snapshot: LakeSnapshot) -> Analysis:
-    """Every figure of one analysis, as of the moment the lake was read."""
+def score_leaderboard(snapshot: LakeSnapshot) -> pl.DataFrame:
+    """The leaderboard's score table (both windows) as of the moment the lake was read."""
+    return Leaderboard(snapshot.lake, snapshot.settings).score_table(now=snapshot.read_at, windows=WINDOWS)
+
+
+def analyze_snapshot(snapshot: LakeSnapshot, leaderboard: pl.DataFrame | None = None) -> Analysis:
+    """Every figure of one analysis, as of the moment the lake was read (leaderboard: score_leaderboard's)."""
     settings = snapshot.settings
     return analyze_runs(
         snapshot.runs, now=snapshot.read_at,
         orchestrators=known_orchestrators(snapshot.runs, snapshot.discovered, now=snapshot.read_at),
         scenarios=[s.name for s in settings.expand_scenarios()], budget=settings.budget,
-        cold_start_threshold_s=settings.thresholds.cold_start_threshold_s,
+        cold_start_threshold_s=settings.thresholds.cold_start_threshold_s, leaderboard=leaderboard,
     )
 
 
@@ -75,13 +81,14 @@ def analysis_summary(analysis: Analysis, landed: dict[str, str | None], publishe
     return {
         "computed_at": analysis.computed_at.isoformat(), "runs": analysis.runs.height,
         "baselines": analysis.baselines.height, "drift_series": analysis.drift.height, "regressed": regressed,
-        "scores": analysis.scores.height, "landed": landed,
+        "scores": analysis.scores.height, "leaderboard_groups": analysis.leaderboard.height, "landed": landed,
         "published": {"target": published.target, "ok": published.ok, "location": published.location,
                       "attempts": published.attempts, "error": published.error},
     }
 
 
 read_lake = task(name="read-lake", **NO_RESULT)(read_snapshot)
+score_leaderboard_task = task(name="score-leaderboard", **NO_RESULT)(score_leaderboard)
 compute_analytics = task(name="compute-analytics", **NO_RESULT)(analyze_snapshot)
 land_analytics = task(name="land-analytics", **NO_RESULT)(land_analysis)
 
@@ -96,7 +103,7 @@ def build_gauges(analysis: Analysis) -> CollectorRegistry:
 async def analyze(config: str | None = None) -> dict:
     """Recompute every figure from the lake, land it, push the gauges and publish the artifacts."""
     snapshot = read_lake(config)
-    analysis = compute_analytics(snapshot)
+    analysis = compute_analytics(snapshot, score_leaderboard_task(snapshot))
     landed = land_analytics(snapshot.lake, analysis)
     published = publish_metrics_task(build_gauges(analysis), snapshot.lake.root)
     await create_analysis_artifacts(analysis, published)

@@ -40,6 +40,9 @@ METRICS_MD = {
     "orchestrators": {"status"},
     "last_run_timestamp_seconds": {"orchestrator"},
     "push_timestamp_seconds": set(),
+    "leaderboard_score": {"orchestrator", "region", "model", "window"},
+    "live_video_score": {"orchestrator", "region", "model", "window", "ranked"},
+    "leaderboard_jobs": {"orchestrator", "region", "model", "window"},
 }
 
 
@@ -206,3 +209,62 @@ def test_exposition_is_deterministic(rows):
     analysis = analysis_of(rows)
     assert exposition_text(build_registry(analysis, pushed_at=PUSHED_AT)) == exposition_text(
         build_registry(analysis, pushed_at=PUSHED_AT))
+
+
+def _board_row(window: str, orchestrator: str, *, jobs: int, score: float, live: float | None,
+               ranked: bool, region: str = "FRA", model: str = "longlive") -> dict:
+    """One row of Leaderboard.score_table (the columns the gauges read, plus a few they ignore)."""
+    return {"window": window, "model": model, "pipeline": "live-video-to-video", "orchestrator": orchestrator,
+            "region": region, "jobs": jobs, "unavailable": 1, "success_rate": 0.9, "score": score,
+            "live_video_score": live, "live_video_jobs": jobs, "ranked": ranked}
+
+
+@pytest.fixture(scope="module")
+def board() -> pl.DataFrame:
+    """A literal leaderboard score table: ranked, unranked, no live score, unavailable only; two windows."""
+    return pl.DataFrame([
+        _board_row("24h", "0xa", jobs=12, score=0.97, live=0.81, ranked=True),
+        _board_row("24h", "0xb", jobs=3, score=0.5, live=0.4, ranked=False, region="GLOBAL"),
+        _board_row("7d", "0xa", jobs=30, score=0.95, live=0.8, ranked=True),
+        _board_row("7d", "0xc", jobs=4, score=0.7, live=None, ranked=False, model="ltx2"),  # posted stats only
+        _board_row("7d", "0xd", jobs=0, score=0.0, live=None, ranked=False),  # unavailable runs only
+    ])
+
+
+def test_an_analysis_without_a_leaderboard_exposes_its_families_empty(rows):
+    analysis = analysis_of(rows)
+    assert analysis.leaderboard.is_empty()
+    families = exposed(analysis)
+    assert [families[name] for name in ("leaderboard_score", "live_video_score", "leaderboard_jobs")] == [[], [], []]
+
+
+def test_leaderboard_score_and_jobs_per_orchestrator_region_model_window(rows, board):
+    families = exposed(dataclasses.replace(analysis_of(rows), leaderboard=board))
+
+    def key(orchestrator, window, region="FRA", model="longlive"):
+        return (("model", model), ("orchestrator", orchestrator), ("region", region), ("window", window))
+
+    assert values(families["leaderboard_score"]) == {
+        key("0xa", "24h"): 0.97, key("0xb", "24h", region="GLOBAL"): 0.5, key("0xa", "7d"): 0.95,
+        key("0xc", "7d", model="ltx2"): 0.7}  # 0xd has no job, so no score
+    assert values(families["leaderboard_jobs"]) == {
+        key("0xa", "24h"): 12.0, key("0xb", "24h", region="GLOBAL"): 3.0, key("0xa", "7d"): 30.0,
+        key("0xc", "7d", model="ltx2"): 4.0, key("0xd", "7d"): 0.0}
+
+
+def test_live_video_score_says_whether_it_is_ranked(rows, board):
+    families = exposed(dataclasses.replace(analysis_of(rows), leaderboard=board))
+
+    def key(orchestrator, window, ranked, region="FRA"):
+        return (("model", "longlive"), ("orchestrator", orchestrator), ("ranked", ranked), ("region", region),
+                ("window", window))
+
+    assert values(families["live_video_score"]) == {
+        key("0xa", "24h", "true"): 0.81, key("0xb", "24h", "false", region="GLOBAL"): 0.4,
+        key("0xa", "7d", "true"): 0.8}  # no live-video score: no sample
+
+
+def test_analyze_runs_keeps_the_leaderboard_it_is_given(board):
+    analysis = analyze_runs(frame([]), now=NOW, orchestrators=[], scenarios=SCENARIOS, budget=Budget(),
+                            cold_start_threshold_s=60.0, leaderboard=board)
+    assert analysis.leaderboard.equals(board)
