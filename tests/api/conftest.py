@@ -23,6 +23,7 @@ SECRET = "test-secret-not-real-9c1e"  # a recognisable value so tests can prove 
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
 HTTP_TIMEOUT_S = 10.0
+NOW_S = 1_767_000_000.0  # the fixed clock of the in-process tests
 
 
 def stat(**overrides) -> dict:

@@ -37,13 +37,14 @@ def params_with(name: str, value: str) -> dict[str, str]:
 @pytest.mark.parametrize("path", ENDPOINTS)
 def test_hostile_values_in_every_query_parameter_are_refused_or_find_nothing(api_server, path):
     before, wrong = lake_listing(api_server.data_dir), []
-    for name in PARAMS:
-        for value in HOSTILE:
-            answer = httpx.get(api_server.url + path, params=params_with(name, value), timeout=HTTP_TIMEOUT_S)
-            harmless = answer.status_code == 200 and (path not in EMPTY or answer.json() == EMPTY[path])
-            refused = answer.status_code == 400 and set(answer.json()) == {"error"}
-            if not (harmless or refused):
-                wrong.append((name, value[:40], answer.status_code, answer.text[:200]))
+    with httpx.Client(base_url=api_server.url, timeout=HTTP_TIMEOUT_S) as client:  # one connection: fast
+        answers = [(name, value, client.get(path, params=params_with(name, value)))
+                   for name in PARAMS for value in HOSTILE]
+    for name, value, answer in answers:
+        harmless = answer.status_code == 200 and (path not in EMPTY or answer.json() == EMPTY[path])
+        refused = answer.status_code == 400 and set(answer.json()) == {"error"}
+        if not (harmless or refused):
+            wrong.append((name, value[:40], answer.status_code, answer.text[:200]))
     assert wrong == []
     assert lake_listing(api_server.data_dir) == before
 

@@ -11,9 +11,8 @@ from analytics.lake import Lake
 from analytics.leaderboard.ingest import TABLE
 from api.app import create_app
 from config.settings import load_settings
-from tests.api.conftest import ROOT, SECRET, FakeBoard, body_of, lake_listing, signed, stat
+from tests.api.conftest import NOW_S, ROOT, SECRET, FakeBoard, body_of, lake_listing, signed, stat
 
-NOW_S = 1_767_000_000.0
 SETTINGS = load_settings(ROOT / "config" / "default.yaml", environ={})
 API = SETTINGS.leaderboard.api
 
