@@ -4,7 +4,9 @@ A real Pushgateway and a real Prometheus (the Debian packages, loopback ports) a
 Prometheus runs deployments/prometheus.yml (honor_labels, the alert rules) with a 1 s scrape and
 evaluation interval. A small lake is landed: eight days of generated runs (analytics/history.py) on three orchestrators and four
 scenarios (one of them regressed today, one orchestrator failing half its runs), plus real
-sessions against the simulator (healthy, black output, no capacity). The analyze computation
+sessions against the simulator (healthy, black output, no capacity) and a few measured relay runs on
+every orchestrator (generated runs are never leaderboard jobs, so these feed the leaderboard
+panel: ten on one orchestrator, so its live-video score is ranked). The analyze computation
 pushes its gauges; once Prometheus has scraped them, every panel target is interpolated the way
 Grafana's Prometheus datasource does it (All, one value, two values; both windows) and asked
 through the HTTP API (instant or range, as the panel asks). Each must return series, with the
@@ -33,7 +35,7 @@ from analytics.history import land_history as land_generated
 from analytics.lake import Lake
 from analytics.metrics import build_registry
 from analytics.records import RunRecord
-from flows.analyze import analyze_snapshot, land_analysis, read_snapshot
+from flows.analyze import analyze_snapshot, land_analysis, read_snapshot, score_leaderboard
 from tasks.publish.pushgateway import PushgatewayConfig, publish_metrics
 from tasks.scope.client import ScopeTimeouts
 from tests.conftest import DEMO_CONFIG
@@ -81,6 +83,26 @@ def land_history(lake: Lake, now: dt.datetime) -> None:
     land_generated(lake, generate_history(history_spec(now)))
 
 
+# orchestrator -> (passed relay runs in the last hours, its region): the first is ranked (10 jobs),
+# FAILING's are longlive runs, whose 24 h pass ratio stays under the alert's 80 %.
+RELAY_JOBS = {ORCHESTRATORS[0]: (10, "FRA"), ORCHESTRATORS[1]: (3, None), FAILING: (3, "LAX")}
+
+
+def land_relay_jobs(lake: Lake, now: dt.datetime) -> None:
+    """Measured relay runs (the leaderboard's jobs), at the history's baseline first frame so no drift moves."""
+    for orchestrator, (count, region) in RELAY_JOBS.items():
+        for i in range(count):
+            started = now - dt.timedelta(hours=1 + i / 4)
+            lake.land_run(RunRecord(
+                run_id=f"relay-{orchestrator[-4:]}-{i}", state="final", scenario="longlive_t2v_15s",
+                pipeline="longlive", mode="t2v", duration_class="15s", planned_duration_s=15.0, hard_cap_s=600.0,
+                orchestrator=orchestrator, region=region, scope_instance="sim", harness_version="test",
+                started_at=started, ended_at=started + dt.timedelta(seconds=40), outcome="passed",
+                media_path="relay", media_driver="webrtc", first_frame_s=0.45, connect_s=0.45, load_s=0.65,
+                fps_received=12.0, fps_steady=12.0, expected_fps=12.0, stream_s=15.0, cold_start=False,
+            ))
+
+
 async def real_runs(lake: Lake, settings) -> list[RunRecord]:
     """Short real sessions against the simulator: healthy, black output, no capacity."""
     cases = (("healthy", None, ORCHESTRATORS[0]), ("black", {"fault_after_s": 1.0}, ORCHESTRATORS[1]),
@@ -96,7 +118,8 @@ async def real_runs(lake: Lake, settings) -> list[RunRecord]:
 
 def analyze_and_push(lake: Lake, gateway_url: str) -> float:
     """What the analyze flow computes and pushes (without Prefect); the pushed timestamp."""
-    analysis = analyze_snapshot(read_snapshot(str(DEMO_CONFIG), lake=lake))
+    snapshot = read_snapshot(str(DEMO_CONFIG), lake=lake)
+    analysis = analyze_snapshot(snapshot, score_leaderboard(snapshot))
     land_analysis(lake, analysis)
     pushed_at = dt.datetime.now(dt.timezone.utc)
     result = publish_metrics(build_registry(analysis, pushed_at=pushed_at),
@@ -223,6 +246,7 @@ def stack(tmp_path_factory, demo_settings) -> Iterator[Stack]:
     workdir = tmp_path_factory.mktemp("dashboard-proof")
     lake = Lake(workdir / "data")
     land_history(lake, dt.datetime.now(dt.timezone.utc))
+    land_relay_jobs(lake, dt.datetime.now(dt.timezone.utc))
     real = asyncio.run(real_runs(lake, demo_settings))
     with (running_pushgateway() as gateway, running_prometheus(gateway.url, workdir) as url,
           httpx.Client(timeout=HTTP_TIMEOUT_S) as http):

@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry, Gauge
 from analytics.lake import Lake
 from analytics.metrics import FAMILIES, PREFIX
 from analytics.records import RunRecord
-from flows.analyze import analyze_snapshot, land_analysis, read_snapshot
+from flows.analyze import analyze_snapshot, land_analysis, read_snapshot, score_leaderboard
 from tasks.publish.pushgateway import JOB, PushgatewayConfig, publish_metrics
 from tests.conftest import DEMO_CONFIG
 from tests.integration.pushgateway import running_pushgateway
@@ -78,7 +78,8 @@ def analyze_and_push(lake: Lake, gateway_url: str, *, now: dt.datetime | None = 
     """What the analyze flow does, without Prefect: read, compute, land, push."""
     from analytics.metrics import build_registry
 
-    analysis = analyze_snapshot(read_snapshot(str(DEMO_CONFIG), lake=lake, now=now))
+    snapshot = read_snapshot(str(DEMO_CONFIG), lake=lake, now=now)
+    analysis = analyze_snapshot(snapshot, score_leaderboard(snapshot))
     land_analysis(lake, analysis)
     registry = build_registry(analysis, pushed_at=analysis.computed_at)
     result = publish_metrics(registry, PushgatewayConfig(url=gateway_url, instance=instance), lake.root / "m.prom")
