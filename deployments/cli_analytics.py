@@ -2,6 +2,8 @@
 
 Each reads the lake's runs ($LOADTEST_DATA_DIR), computes like the `analyze` flow does (without
 landing or pushing anything) and prints a table, or JSON with --json. Exit code 0.
+`loadtest scores` also prints the leaderboard's scores of the last 24 h (both the reference AI score
+and our live-video score); `--leaderboard` prints only those (a JSON list with --json).
 """
 
 from __future__ import annotations
@@ -21,6 +23,10 @@ DRIFT_COLUMNS = ("scope", "scenario", "orchestrator", "metric", "verdict", "base
                  "change", "p_value", "n_recent", "n_baseline")
 SCORE_COLUMNS = ("orchestrator", "pipeline", "runs", "passed", "pass_rate", "wilson_95", "latency_score",
                  "fps_score", "score")
+LEADERBOARD_COLUMNS = ("orchestrator", "region", "model", "jobs", "unavailable", "success_rate", "wilson_95",
+                       "score", "live_video_score")
+LEADERBOARD_WINDOW = "24h"
+CONFIG_HELP = "config file (default $LOADTEST_CONFIG or config/default.yaml)"
 VERDICT_ORDER = {"regressed": 0, "improved": 1, "stable": 2, "insufficient_data": 3}
 
 
@@ -39,6 +45,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> dict[str, Handler]:
     scores = sub.add_parser("scores", help="pass rate (Wilson 95 %%) and score per orchestrator x pipeline")
     scores.add_argument("--window-days", type=positive_int, default=7, help="window length (default 7)")
     scores.add_argument("--json", action="store_true", help="print the rows as a JSON list")
+    scores.add_argument("--leaderboard", action="store_true",
+                        help="only the leaderboard scores of the last 24 h (a JSON list with --json)")
+    scores.add_argument("--config", help=CONFIG_HELP)
     return {"baselines": cmd_baselines, "drift": cmd_drift, "scores": cmd_scores}
 
 
@@ -97,10 +106,12 @@ def cmd_drift(args: argparse.Namespace) -> int:
 
 
 def cmd_scores(args: argparse.Namespace) -> int:
-    """Print pass rates with their Wilson interval and the orchestrator scores, best first."""
+    """Print pass rates with their Wilson interval and the orchestrator scores, best first; then the leaderboard."""
     from analytics.scores import MIN_RUNS_TO_RANK, compute_scores, evidence_label
     from deployments.tables import format_cell, format_table
 
+    if args.leaderboard:
+        return _print_leaderboard(args)
     runs, now = _runs_and_now()
     scores = compute_scores(runs, now=now, window_days=args.window_days)
     rows = scores.to_dicts()
@@ -113,4 +124,38 @@ def cmd_scores(args: argparse.Namespace) -> int:
     print(f"{len(rows)} orchestrator x pipeline pair(s) over the last {args.window_days} day(s); "
           f"fewer than {MIN_RUNS_TO_RANK} verdicts: insufficient evidence, not ranked")
     print(format_table(SCORE_COLUMNS, table))
+    print()
+    return _print_leaderboard(args)
+
+
+def leaderboard_rows(config: str | None, *, now: dt.datetime) -> list[dict]:
+    """The leaderboard's score rows of the last 24 h, best score first."""
+    from analytics.lake import Lake
+    from analytics.leaderboard.board import Leaderboard
+    from config.settings import load_settings
+
+    board = Leaderboard(Lake.from_env(), load_settings(config))
+    table = board.score_table(now=now, windows={LEADERBOARD_WINDOW: dt.timedelta(hours=24)})
+    return table.sort(["score", "orchestrator", "region", "model"], descending=[True, False, False, False],
+                      nulls_last=True).to_dicts()
+
+
+def _print_leaderboard(args: argparse.Namespace) -> int:
+    """The leaderboard (24 h) table, or its rows as a JSON list with --json."""
+    from analytics.leaderboard.scores import INSUFFICIENT_EVIDENCE
+    from deployments.tables import format_cell, format_table
+
+    rows = leaderboard_rows(args.config, now=dt.datetime.now(dt.timezone.utc))
+    if args.json:
+        print(_json(rows))
+        return 0
+    table = [[row["orchestrator"], row["region"], row["model"], row["jobs"], row["unavailable"],
+              row["success_rate"] if row["jobs"] else None,
+              f"[{format_cell(row['success_rate_low'])}, {format_cell(row['success_rate_high'])}]",
+              row["score"] if row["jobs"] else None,
+              format_cell(row["live_video_score"]) if row["ranked"] else INSUFFICIENT_EVIDENCE]
+             for row in rows]
+    print(f"leaderboard (24 h): {len(rows)} orchestrator x region x model group(s); score = 0.65 x success rate "
+          "+ 0.35 x round-trip score; a live-video score on too few jobs: insufficient evidence, not ranked")
+    print(format_table(LEADERBOARD_COLUMNS, table))
     return 0
