@@ -34,6 +34,19 @@ AGAINST = "against_orchestrator"
 VERDICT = "orchestrator_verdict"
 
 
+def _sql_list(values: tuple[str, ...]) -> str:
+    return ", ".join(f"'{v}'" for v in values)
+
+
+# The same rule in SQL over the runs' columns, for the relay path (where every phase counts): a
+# final row that is a verdict on its orchestrator's streaming (the leaderboard's jobs, the outbox).
+RELAY_VERDICT_SQL = (
+    "media_path = 'relay' AND NOT coalesce(generated, false) AND orchestrator IS NOT NULL AND "
+    f"(outcome = 'passed' OR (outcome = 'failed' AND failure_phase IN ({_sql_list(ORCHESTRATOR_PHASES)}) "
+    f"AND coalesce(failure_category, '') NOT IN ({_sql_list(NOT_THE_ORCHESTRATORS)})))"
+)
+
+
 def with_attribution(runs: pl.DataFrame) -> pl.DataFrame:
     """The runs with `against_orchestrator` (bool) and `orchestrator_verdict` (passed/failed/null) added."""
     missing = [pl.lit(None, pl.String()).alias(name) for name in ATTRIBUTION_COLUMNS if name not in runs.columns]

@@ -25,7 +25,7 @@ from typing import Any
 
 import polars as pl
 
-from analytics.attribution import NOT_THE_ORCHESTRATORS, ORCHESTRATOR_PHASES
+from analytics.attribution import RELAY_VERDICT_SQL
 from analytics.lake import Lake
 from analytics.leaderboard.regions import Region, known_regions
 from analytics.leaderboard.scores import (
@@ -36,16 +36,9 @@ from analytics.leaderboard.stats import LIVE_VIDEO_PIPELINE, Stats, stats_of_run
 from analytics.records import JobType
 from analytics.scores import wilson_interval
 
-_SQL_LIST = ", ".join(f"'{p}'" for p in ORCHESTRATOR_PHASES)
-_NOT_OURS = ", ".join(f"'{c}'" for c in NOT_THE_ORCHESTRATORS)
 # Our runs that are jobs (a verdict on the orchestrator's streaming) or unavailable relay attempts.
-_JOB_OUTCOMES = (
-    f"(outcome IN ('passed', 'unavailable') OR (outcome = 'failed' AND failure_phase IN ({_SQL_LIST}) "
-    f"AND coalesce(failure_category, '') NOT IN ({_NOT_OURS})))"
-)
-# Our runs that are jobs (a verdict on the orchestrator's streaming) or unavailable relay attempts.
-RELAY_JOB_SQL = (f"state = 'final' AND NOT generated AND media_path = 'relay' AND orchestrator IS NOT NULL "
-                 f"AND {_JOB_OUTCOMES}")
+RELAY_JOB_SQL = (f"state = 'final' AND swept_at IS NULL AND ({RELAY_VERDICT_SQL} OR (outcome = 'unavailable' "
+                 "AND media_path = 'relay' AND NOT coalesce(generated, false) AND orchestrator IS NOT NULL))")
 # Straight from the run states (not the `runs` view, which ranks every state of every run): the
 # window and the relay filter prune the Parquet scan. A run has at most one final row of its own
 # (`<run_id>-final` is replaced, never added to); the sweeper's final rows are `aborted`, never jobs.
@@ -58,8 +51,7 @@ WITH ours AS (
            coalesce(first_frame_s, 0.0) AS round_trip_time, CAST(NULL AS DOUBLE) AS seg_duration,
            outcome, coalesce(fps_received, fps_steady) AS fps, expected_fps, first_frame_s
     FROM run_states
-    WHERE state = 'final' AND ended_at BETWEEN $since AND $until AND media_path = 'relay'
-      AND NOT coalesce(generated, false) AND orchestrator IS NOT NULL AND swept_at IS NULL AND {_JOB_OUTCOMES}
+    WHERE ended_at BETWEEN $since AND $until AND {RELAY_JOB_SQL}
 ), posted AS (
     SELECT 'posted' AS source, run_id, received_at AS event_at, orchestrator, region, job_type, model, pipeline,
            body_sha256, success_rate, round_trip_time, seg_duration, CAST(NULL AS VARCHAR) AS outcome,

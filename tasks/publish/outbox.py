@@ -3,7 +3,7 @@
 The outbox is not a table that is updated: it is derived from the lake each round, so a restart
 or a crash loses nothing (the lake is the only state).
 
-    job       an eligible run (a final passed/failed relay run, measured, with an orchestrator)
+    job       an eligible run (a relay run that is a verdict on its orchestrator: analytics.attribution)
               x a configured target
     settled   the job has a terminal attempt row: posted, duplicate, rejected or expired
     pending   not settled; its failed rows number its attempts (next = highest + 1)
@@ -28,6 +28,7 @@ from typing import Any
 import httpx
 from pydantic import ValidationError
 
+from analytics.attribution import RELAY_VERDICT_SQL
 from analytics.lake import Lake
 from analytics.leaderboard.scores import live_video_score
 from analytics.leaderboard.stats import body_sha256, stats_body, stats_of_run
@@ -40,7 +41,7 @@ TABLE = "leaderboard_outbox"
 TERMINAL_STATUSES = ("posted", "duplicate", "rejected", "expired")
 STOP_AFTER_TRANSPORT_FAILURES = 3  # a target that does not answer three times running is down: stop its round
 
-PENDING_SQL = """
+PENDING_SQL = f"""
 WITH attempts AS (SELECT * FROM leaderboard_outbox WHERE target = ?),
 summary AS (
     SELECT run_id, max(attempt) AS last_attempt, count(*) FILTER (WHERE status = 'failed') AS failures,
@@ -53,8 +54,7 @@ latest AS (
 SELECT r.*, coalesce(r.ended_at, r.started_at) AS job_ended_at, coalesce(s.last_attempt, 0) AS last_attempt,
        coalesce(s.failures, 0) AS failures, s.next_attempt_at, l.last_error, l.last_http_status
 FROM runs AS r LEFT JOIN summary AS s USING (run_id) LEFT JOIN latest AS l USING (run_id)
-WHERE r.outcome IN ('passed', 'failed') AND r.media_path = 'relay' AND NOT r.generated
-  AND r.orchestrator IS NOT NULL AND NOT coalesce(s.settled, false)
+WHERE {RELAY_VERDICT_SQL} AND NOT coalesce(s.settled, false)
 ORDER BY job_ended_at, r.run_id
 """
 

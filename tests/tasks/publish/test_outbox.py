@@ -95,7 +95,9 @@ def test_only_finished_measured_relay_runs_with_an_orchestrator_are_jobs(lake: L
     for record in (make_run("r-passed"), make_run("r-failed", outcome="failed"),
                    make_run("r-unavailable", outcome="unavailable"), make_run("r-aborted", outcome="aborted"),
                    make_run("r-local", media_path="local"), make_run("r-headless", media_path="headless"),
-                   make_run("r-generated", generated=True), make_run("r-no-orch", orchestrator=None)):
+                   make_run("r-generated", generated=True), make_run("r-no-orch", orchestrator=None),
+                   make_run("r-harness", outcome="failed", failure_category="harness"),
+                   make_run("r-prepare", outcome="failed", failure_phase="prepare")):
         lake.land_run(record)
     assert [j.run_id for j in pending_jobs(lake, "lb")] == ["r-failed", "r-passed"]  # oldest first, then by id
 
