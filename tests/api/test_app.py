@@ -27,7 +27,8 @@ async def test_the_board_gets_the_parsed_query_at_the_clocks_time(lake):
     assert answer.status_code == 200 and answer.json() == {}
     [query] = board.queries
     now = dt.datetime.fromtimestamp(NOW_S, tz=dt.timezone.utc)
-    assert (query.orchestrator, query.region, query.model, query.pipeline, query.kind) == ("0xab", "FRA", "m", "p", "ai")
+    parsed = (query.orchestrator, query.region, query.model, query.pipeline, query.kind)
+    assert parsed == ("0xab", "FRA", "m", "p", "ai")
     assert query.until == now and now - query.since == dt.timedelta(hours=SETTINGS.leaderboard.api.window_hours)
 
 
