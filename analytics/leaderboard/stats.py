@@ -42,7 +42,8 @@ Finite = Annotated[float, AfterValidator(_finite)]
 RegionId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,32}$")]
 Address = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9:._-]{0,127}$")]
 Text = Annotated[str, StringConstraints(max_length=MAX_TEXT)]
-ShortText = Annotated[str, StringConstraints(max_length=256)]
+# Names a stat is filtered by (model, pipeline, error codes): printable, as the API's parameters must be.
+ShortText = Annotated[str, StringConstraints(max_length=256, pattern=r"^[^\x00-\x1f\x7f]*$")]
 
 
 class StatsError(BaseModel):
