@@ -70,7 +70,7 @@ def land_runs(lake: Lake, count: int, *, seed: int, now: dt.datetime, prefix: st
             first_frame_s=rnd.uniform(0.3, 2.0) if measured else None,
             load_s=rnd.uniform(1.0, 90.0) if measured else None,
             fps_steady=rnd.uniform(8.0, 14.0) if measured else None,
-            stream_s=15.0 if measured else None,
+            stream_s=15.0 if measured else None, media_path="relay",  # relay runs: leaderboard jobs too
         ))
 
 
@@ -150,6 +150,13 @@ def test_the_gateway_holds_what_the_lake_says(tmp_path, gateway):
     last = dict(lake.query("SELECT orchestrator, epoch(max(ended_at)) FROM runs GROUP BY ALL").rows)
     assert {k[0][1]: v for k, v in ours(gateway, "last_run_timestamp_seconds").items()} == pytest.approx(last)
     assert sum(ours(gateway, "orchestrators").values()) == len(ORCHESTRATORS)
+    jobs = lake.query(
+        "SELECT orchestrator, pipeline, count_if(outcome <> 'unavailable') FROM runs "
+        "WHERE outcome IN ('passed', 'failed', 'unavailable') "  # unavailable alone: a group of 0 jobs
+        f"AND ended_at BETWEEN TIMESTAMPTZ '{now.isoformat()}' - INTERVAL 24 HOUR AND TIMESTAMPTZ '{now.isoformat()}' "
+        "GROUP BY ALL").rows
+    assert in_window(ours(gateway, "leaderboard_jobs"), "24h") == {
+        (("model", p), ("orchestrator", o), ("region", "GLOBAL"), ("window", "24h")): float(n) for o, p, n in jobs}
     pushed = {f.name for f in FAMILIES if ours(gateway, f.name)}
     assert pushed >= {f.name for f in FAMILIES} - {"connect_seconds", "drift_ratio", "regression"}
 
