@@ -1,6 +1,6 @@
 """`make demo`: the whole pipeline on an embedded simulated Scope fleet.
 
-fleet → discover → dispatch a compressed day → analyze → metrics. Every run is a WebRTC
+fleet → discover → dispatch a compressed day → analyze → metrics → leaderboard. Every run is a WebRTC
 session relayed through the cloud-connected simulated Scope to its orchestrator (the only
 path on which a figure says anything about an orchestrator). The fleet's orchestrators
 behave in known ways (healthy, slow, stalling, black output, deaf to prompts, no capacity),
@@ -12,6 +12,9 @@ with a regression injected on one orchestrator's last day, and `analyze` runs ag
 baselines have rows and the drift report shows that regression with its p-value. It lands
 after the live runs because the planner reads the lake (coverage, budget): generated runs
 must not change what the live part does.
+
+Last, the leaderboard API serves the demo lake and the outbox posts the demo's relay runs to it
+(deployments/demo_leaderboard.py): the aggregated stats table and a curl line to try.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from pathlib import Path
 import yaml
 
 from analytics.history import HistorySpec, Injection, OrchestratorShape, ScenarioShape, generate_history, land_history
+from deployments.demo_leaderboard import free_port, leaderboard_section, show_leaderboard
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_CONFIG = ROOT / "config" / "demo.yaml"
@@ -77,6 +81,7 @@ def write_demo_config(fleet, data_dir: Path) -> Path:
     raw["prompts_dir"] = str(ROOT / "config" / "prompts")
     raw["graphs_dir"] = str(ROOT / "config" / "graphs")
     raw["discovery"]["gateway_urls"] = [fleet.discovery_url]
+    raw["leaderboard"] = leaderboard_section(free_port())  # the API the demo serves, and its only target
     raw["instances"] = [
         {"name": f"sim-{i}", "kind": "static", "url": inst.url, "orchestrator": inst.orchestrator_address}
         for i, inst in enumerate(fleet.instances)
@@ -278,9 +283,10 @@ def main() -> int:
     print_baselines(lake, history.injection)
     print_reports(lake, data_dir)
     drift_ok = print_drift_check(lake, history)
+    leaderboard_ok = show_leaderboard(lake, config, data_dir)
     print("\nevery orchestrator got the verdict its injected behaviour calls for" if all_expected
           else "\nSOME ORCHESTRATORS DID NOT GET THE EXPECTED VERDICT (see as_expected)")
-    return 0 if all_expected and drift_ok else 1
+    return 0 if all_expected and drift_ok and leaderboard_ok else 1
 
 
 def print_reports(lake, data_dir: Path) -> None:

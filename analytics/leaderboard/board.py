@@ -37,8 +37,11 @@ from analytics.records import JobType
 from analytics.scores import wilson_interval
 
 # Our runs that are jobs (a verdict on the orchestrator's streaming) or unavailable relay attempts.
+# An unavailable run never got media flowing, so it has no media path: a WebRTC run (the relay
+# driver) that found no capacity is an unavailable relay attempt.
 RELAY_JOB_SQL = (f"state = 'final' AND swept_at IS NULL AND ({RELAY_VERDICT_SQL} OR (outcome = 'unavailable' "
-                 "AND media_path = 'relay' AND NOT coalesce(generated, false) AND orchestrator IS NOT NULL))")
+                 "AND coalesce(media_path, 'relay') = 'relay' AND media_driver IS DISTINCT FROM 'headless' "
+                 "AND NOT coalesce(generated, false) AND orchestrator IS NOT NULL))")
 # Straight from the run states (not the `runs` view, which ranks every state of every run): the
 # window and the relay filter prune the Parquet scan. A run has at most one final row of its own
 # (`<run_id>-final` is replaced, never added to); the sweeper's final rows are `aborted`, never jobs.
@@ -191,7 +194,7 @@ class Leaderboard:
         result: dict[str, dict[str, dict[str, Any]]] = {}
         for row in self.score_rows(query):
             orchestrator, region = row.pop("orchestrator"), row.pop("region")
-            if row["jobs"] == 0 and row["unavailable"] == 0:
+            if row["jobs"] == 0:  # only unavailable runs: no capacity is no verdict, and a 0 would read as one
                 continue
             result.setdefault(orchestrator, {})[region] = row
         return result

@@ -91,7 +91,9 @@ def test_orchestrator_filter_keeps_the_median_of_everyone(lake, board):
 
 
 def test_relay_runs_are_jobs_and_unavailable_is_counted_beside(lake, board):
-    land_runs(lake, run("r1"), run("r2", outcome="failed"), run("r3", outcome="unavailable", first_frame_s=None),
+    land_runs(lake, run("r1"), run("r2", outcome="failed"),
+              run("r3", outcome="unavailable", first_frame_s=None, media_path=None),
+              run("r4", outcome="unavailable", media_path=None, media_driver="headless"),
               run("local", media_path="local"), run("gen", generated=True),
               run("harness", outcome="failed", failure_category="harness"),
               run("prep", outcome="failed", failure_phase="prepare"))
@@ -179,3 +181,8 @@ def test_score_table_has_every_model_and_window(lake, board):
     row = table.filter((pl.col("window") == "24h")).to_dicts()[0]
     assert (row["jobs"], row["unavailable"], row["ranked"]) == (1, 1, False)
     assert row["live_video_score"] == pytest.approx(0.7 + 0.3 * (1 - 2.0 / 8))  # unranked, still measured
+
+
+def test_an_orchestrator_without_capacity_is_not_scored(lake, board):
+    land_runs(lake, run("u1", outcome="unavailable", media_path=None), run("p1", orchestrator=ORCH_B))
+    assert list(board.aggregated_stats(ai_query())) == [ORCH_B]
