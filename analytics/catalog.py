@@ -18,7 +18,7 @@ BASE_VIEWS = {  # table -> view of all its rows
     "runs": "run_states", "frames": "frames", "prompt_switches": "prompt_switches",
     "orchestrators": "orchestrator_snapshots", "baselines": "baselines_history",
     "drift": "drift_history", "scores": "scores_history",
-    "leaderboard_stats": "leaderboard_stats", "leaderboard_outbox": "leaderboard_outbox",
+    "events": "events", "leaderboard_stats": "leaderboard_stats", "leaderboard_outbox": "leaderboard_outbox",
 }
 _DUCK_TYPES = {"str": "VARCHAR", "int": "BIGINT", "float": "DOUBLE", "bool": "BOOLEAN",
                "datetime": "TIMESTAMPTZ", "date": "DATE"}

@@ -33,6 +33,7 @@ InputKind = Literal["none", "video", "image"]
 FrameVerdictName = Literal["valid", "black", "corrupt", "wrong_size", "frozen", "stale", "missing"]
 BaselineScope = Literal["scenario", "orchestrator_scenario"]
 DriftVerdict = Literal["regressed", "stable", "improved", "insufficient_data"]
+EventsSourceName = Literal["kafka", "file", "none"]
 
 
 def as_utc(value: dt.datetime) -> dt.datetime:
@@ -179,6 +180,15 @@ class RunRecord(LakeRecord):
                                      "ran more than one interval late")
     interrupted_by: str | None = Field(default=None, description="What stopped the run early: SIGTERM, SIGINT, "
                                        "cancellation, hard cap (aborted runs)")
+    events_source: EventsSourceName | None = Field(default=None, description="Where the run's Scope events came "
+                                                   "from: kafka, or none (no source configured or reachable)")
+    events_seen: int | None = Field(default=None, description="Scope lifecycle events joined to the run")
+    events_findings: tuple[str, ...] = Field(default=(), description='Deviations of the events from the expected '
+                                             'sequence for the media path, each "kind: detail" (missing, '
+                                             'duplicated, out_of_order, null_ids, mismatched_ids, late, '
+                                             'ttff_disagrees, fps_disagrees)')
+    events_complete: bool | None = Field(default=None, description="The events told the whole story (no "
+                                         "finding); null when there was no source")
     date: dt.date = _date_field("started_at")
 
     @model_validator(mode="after")
@@ -325,6 +335,29 @@ class ScoreRecord(LakeRecord):
     date: dt.date = _date_field("computed_at")
 
 
+class EventRecord(LakeRecord):
+    """One Scope lifecycle event seen during a run (an envelope of Scope's Kafka stream)."""
+
+    partition_field: ClassVar[str] = "received_at"
+
+    run_id: RunId = Field(description="The run the event was joined to")
+    received_at: UtcDatetime = Field(description="UTC wall clock when the harness read the event")
+    event_id: str = Field(description="The envelope's id (a UUID)")
+    type: str = Field(description="The event type (data.type), e.g. stream_started")
+    emitted_at: UtcDatetime | None = Field(default=None, description="When Scope emitted it (data.timestamp, ms)")
+    session_id: str | None = Field(default=None, description="Scope's session id")
+    connection_id: str | None = Field(default=None, description="The connection id (the harness's run id in its "
+                                      "WebRTC offer; the manifest id on the cloud side)")
+    user_id: str | None = Field(default=None, description="The user id of the offer")
+    pipeline_ids: tuple[str, ...] = Field(default=(), description="Pipelines the event names")
+    payload: str = Field(description="The event's data object as JSON text")
+    source: EventsSourceName = Field(description="kafka or file")
+    topic: str | None = Field(default=None, description="Kafka topic read")
+    partition: int | None = Field(default=None, description="Kafka partition")
+    offset: int | None = Field(default=None, description="Kafka offset in that partition")
+    date: dt.date = _date_field("received_at")
+
+
 JobType = Literal["ai", "transcoding"]
 OutboxStatus = Literal["posted", "duplicate", "failed", "rejected", "expired"]
 
@@ -390,6 +423,7 @@ TABLES: dict[str, type[LakeRecord]] = {
     "baselines": BaselineRecord,
     "drift": DriftRecord,
     "scores": ScoreRecord,
+    "events": EventRecord,
     "leaderboard_stats": LeaderboardStatRecord,
     "leaderboard_outbox": OutboxAttemptRecord,
 }

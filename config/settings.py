@@ -21,6 +21,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from config.expansion import check_settings, expand_settings
+from config.events import EventsSettings
 from config.leaderboard import LeaderboardSettings
 from config.loading import close_matches, load_graph_templates, load_prompt_pools, read_mapping
 from config.loading import translate_validation_error
@@ -309,6 +310,7 @@ class Settings(BaseModel):
         "through the orchestrator in Scope 0.2.4), else headless")
     instances: list[ScopeInstanceConfig] = Field(default_factory=list)
     leaderboard: LeaderboardSettings = Field(default_factory=LeaderboardSettings)
+    events: EventsSettings = Field(default_factory=EventsSettings)
     pipelines: dict[str, PipelineConfig] = Field(default_factory=dict)
     scenarios: list[ScenarioSpec] = Field(default_factory=list)
     prompt_pools: dict[str, list[str]] = Field(default_factory=dict)

@@ -31,7 +31,7 @@ def run_fields(**overrides: object) -> dict[str, object]:
 
 def test_registry_names_every_table_of_the_design() -> None:
     assert set(TABLES) == {"runs", "frames", "prompt_switches", "orchestrators", "baselines", "drift", "scores",
-                           "leaderboard_stats", "leaderboard_outbox"}
+                           "events", "leaderboard_stats", "leaderboard_outbox"}
 
 
 @pytest.mark.parametrize("model", TABLES.values(), ids=TABLES.keys())

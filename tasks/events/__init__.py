@@ -1,0 +1,1 @@
+"""Scope's lifecycle events: the envelope, the sources that read them, the per-run audit."""
