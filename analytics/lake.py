@@ -194,6 +194,7 @@ class Lake:
         # cursor); views re-read their globs at query time, so only a table's first file, which turns
         # its empty typed view into a file view, calls for new views.
         self._shared: tuple[tuple, duckdb.DuckDBPyConnection] | None = None
+        self._retired: list[duckdb.DuckDBPyConnection] = []
         self._shared_lock = threading.Lock()
 
     @classmethod
@@ -351,7 +352,9 @@ class Lake:
             with self._shared_lock:
                 if self._shared is None or self._shared[0] != key:
                     if self._shared is not None:
-                        self._shared[1].close()
+                        # Not closed: other threads may be querying through cursors of it. Retired
+                        # connections are few (a table's first file changes the key once).
+                        self._retired.append(self._shared[1])
                     con = duckdb.connect(":memory:")
                     create_views(con, self.views(budget_seconds=budget_seconds), None, comments=False)
                     self._shared = (key, con)

@@ -19,6 +19,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -70,6 +72,7 @@ WHERE job_type = $job_type
   AND ($pipeline IS NULL OR pipeline = $pipeline)
 """
 GROUP = ("orchestrator", "region")
+REGIONS_TTL_S = 30.0  # a POST asks whether its region is known: re-read the lake's regions at most this often
 SCORE_TABLE_SCHEMA = {
     "window": pl.String, "model": pl.String, "pipeline": pl.String, "orchestrator": pl.String, "region": pl.String,
     "jobs": pl.Int64, "unavailable": pl.Int64, "success_rate": pl.Float64, "success_rate_low": pl.Float64,
@@ -113,6 +116,8 @@ class Leaderboard:
         self.max_latency_s, self.min_jobs = scoring.max_initial_latency_s, scoring.min_jobs_to_rank
         self.target_fps = {name: p.expected_fps for name, p in settings.pipelines.items()}
         self.default_fps = scoring.default_target_fps
+        self._regions_lock = threading.Lock()
+        self._regions_cache: tuple[float, list[Region] | None] = (0.0, None)
 
     # --- selection -------------------------------------------------------------------------------
 
@@ -257,7 +262,15 @@ class Leaderboard:
         return [region.wire() for region in self._regions()]
 
     def _regions(self) -> list[Region]:
-        """Every known region, from the reference's seed, the config and the lake."""
+        """Every known region, from the reference's seed, the config and the lake (read at most every 30 s)."""
+        with self._regions_lock:
+            read_at, regions = self._regions_cache
+            if regions is None or time.monotonic() - read_at > REGIONS_TTL_S:
+                self._regions_cache = (time.monotonic(), self._read_regions())
+            return self._regions_cache[1]
+
+    def _read_regions(self) -> list[Region]:
+        """Every known region, read from the lake now."""
         seen = self.lake.query(
             "SELECT DISTINCT upper(trim(region)) FROM orchestrators WHERE nullif(trim(region), '') IS NOT NULL "
             f"UNION SELECT DISTINCT upper(trim(region)) FROM runs WHERE {RELAY_JOB_SQL} "

@@ -19,7 +19,7 @@ import pytest
 
 from analytics import lake as lake_module
 from analytics.catalog import BASE_VIEWS, VIEW_NAMES
-from analytics.lake import AlreadyLanded, Lake, LakeError
+from analytics.lake import DEFAULT_BUDGET_S, AlreadyLanded, Lake, LakeError
 from analytics.records import (
     TABLES, FrameSample, LakeRecord, PromptSwitchRecord, RunRecord, column_specs, polars_schema,
 )
@@ -444,3 +444,27 @@ def test_an_exclusive_landing_lands_once(lake: Lake) -> None:
         lake.land("runs", [make_run("run-y")], file_stem="only-once", exclusive=True)
     assert lake.query("SELECT run_id FROM run_states").rows == [("run-x",)]
     assert [p.name for p in lake.lake_dir.rglob("*")  if p.is_file()] == ["only-once.parquet"]  # no temp file left
+
+
+def test_a_query_in_flight_survives_a_table_getting_its_first_file(lake: Lake) -> None:
+    lake.land_run(make_run("run-a"))
+    holding, landed = threading.Event(), threading.Event()
+    answers: list[object] = []
+
+    def query_across_the_rebuild() -> None:
+        with lake._cursor(DEFAULT_BUDGET_S) as cursor:  # a cursor of the shared connection, as a query holds it
+            holding.set()
+            landed.wait(timeout=60)
+            try:
+                answers.append(cursor.execute("SELECT count(*) FROM run_states").fetchall())
+            except Exception as exc:  # noqa: BLE001 - asserted below
+                answers.append(exc)
+
+    thread = threading.Thread(target=query_across_the_rebuild)
+    thread.start()
+    assert holding.wait(timeout=60)
+    lake.land("frames", [make_frame("run-a", 0)], file_stem="first")  # frames' first file: the views are rebuilt
+    assert lake.query("SELECT count(*) FROM frames").rows == [(1,)]
+    landed.set()
+    thread.join(timeout=60)
+    assert answers == [[(1,)]]
