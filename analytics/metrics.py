@@ -24,6 +24,11 @@ Label conventions:
   `live_video_score` is the mean live-video score of our jobs, with `ranked="true"` once it rests on
   the evidence floor (10 jobs) and `"false"` below it; `leaderboard_jobs` counts the jobs (not the
   unavailable runs beside them; a group of unavailable runs only has 0 jobs and no score).
+- `events_parity_ratio`, `events_audited_runs` and `events_findings{kind}` (analytics/event_parity.py)
+  count, per orchestrator and window, the runs whose Scope events had a source (kafka or file): the
+  share whose events were complete, how many there were (the evidence), and those with at least one
+  finding of each kind (every known kind, 0 when absent). Runs without a source (`none`, or null on
+  older rows) and runs without an orchestrator are not counted: no source is not a finding.
 
 A family with nothing to say (e.g. `drift_ratio` before any drift could be computed) is still
 registered and exposed with its HELP and TYPE lines but no samples.
@@ -44,6 +49,7 @@ from analytics.attribution import orchestrator_view
 from analytics.baselines import compute_baselines
 from analytics.coverage import coverage_table
 from analytics.drift import compute_drift
+from analytics.event_parity import event_findings, event_parity
 from analytics.records import as_utc
 from analytics.scores import UNKNOWN, cold_starts, compute_scores, failure_breakdown, in_window, pass_rates
 from config.settings import Budget
@@ -105,6 +111,12 @@ FAMILIES: tuple[FamilySpec, ...] = (
                "Mean live-video score of the jobs (fps and first-frame latency); ranked once 10 jobs"),
     FamilySpec("leaderboard_jobs", ("orchestrator", "region", "model", "window"),
                "Leaderboard jobs in the window (unavailable runs are not jobs)"),
+    FamilySpec("events_parity_ratio", ("orchestrator", "window"),
+               "Runs with an events source whose Scope events were complete / runs with an events source"),
+    FamilySpec("events_findings", ("orchestrator", "kind", "window"),
+               "Runs with an events source and at least one event finding of the kind"),
+    FamilySpec("events_audited_runs", ("orchestrator", "window"),
+               "Runs whose Scope events had a source (kafka or file), audited for parity"),
 )
 LEADERBOARD_LABELS = ("orchestrator", "region", "model", "window")
 SPECS: dict[str, FamilySpec] = {spec.name: spec for spec in FAMILIES}
@@ -243,10 +255,21 @@ def _leaderboard(analysis: Analysis) -> Iterator[tuple[str, list[Sample]]]:
     yield "leaderboard_jobs", _samples(board, LEADERBOARD_LABELS, "jobs")
 
 
+def _event_parity(analysis: Analysis) -> Iterator[tuple[str, list[Sample]]]:
+    """events_parity_ratio, events_audited_runs and events_findings for every window."""
+    for window, length in WINDOWS.items():
+        now, runs = analysis.computed_at, analysis.runs
+        parity = event_parity(runs, now=now, window=length)
+        yield "events_parity_ratio", _samples(parity, ("orchestrator",), "parity_ratio", (window,))
+        yield "events_audited_runs", _samples(parity, ("orchestrator",), "audited_runs", (window,))
+        findings = event_findings(runs, now=now, window=length)
+        yield "events_findings", _samples(findings, ("orchestrator", "kind"), "runs", (window,))
+
+
 def family_samples(analysis: Analysis, *, pushed_at: datetime) -> dict[str, list[Sample]]:
     """Every family's samples by family name (without the prefix); families without data map to []."""
     samples: dict[str, list[Sample]] = {spec.name: [] for spec in FAMILIES}
-    for producer in (_run_counts, _baselines, _drift, _orchestrator_state, _leaderboard):
+    for producer in (_run_counts, _baselines, _drift, _orchestrator_state, _leaderboard, _event_parity):
         for name, found in producer(analysis):
             samples[name] += found
     for name, found in samples.items():

@@ -43,6 +43,9 @@ METRICS_MD = {
     "leaderboard_score": {"orchestrator", "region", "model", "window"},
     "live_video_score": {"orchestrator", "region", "model", "window", "ranked"},
     "leaderboard_jobs": {"orchestrator", "region", "model", "window"},
+    "events_parity_ratio": {"orchestrator", "window"},
+    "events_findings": {"orchestrator", "kind", "window"},
+    "events_audited_runs": {"orchestrator", "window"},
 }
 
 
@@ -268,3 +271,59 @@ def test_analyze_runs_keeps_the_leaderboard_it_is_given(board):
     analysis = analyze_runs(frame([]), now=NOW, orchestrators=[], scenarios=SCENARIOS, budget=Budget(),
                             cold_start_threshold_s=60.0, leaderboard=board)
     assert analysis.leaderboard.equals(board)
+
+
+def _audited(n: int, source: str | None, findings: tuple[str, ...] = (), **fields) -> dict:
+    """A run whose events came from `source`: complete without findings, null completeness without a source."""
+    complete = None if source in (None, "none") else not findings
+    return run(n, events_source=source, events_findings=findings, events_complete=complete,
+               events_seen=None if complete is None else 9, **fields)
+
+
+@pytest.fixture(scope="module")
+def audited_rows() -> list[dict]:
+    """Runs of both orchestrators with and without an events source, complete and with findings."""
+    return [
+        _audited(50, "kafka", hours_ago=2),
+        _audited(51, "kafka", ("missing: stream_heartbeat", "missing: session_closed", "late: stream_stopped 9 s"),
+                 hours_ago=3),
+        _audited(52, "file", ("out_of_order: session_created before pipeline_loaded", "garbled"), hours_ago=4,
+                 outcome="failed"),
+        _audited(53, "none", hours_ago=2),  # no source: neither complete nor a finding
+        _audited(54, None, hours_ago=2),  # a row older than the audit
+        _audited(55, "kafka", hours_ago=30),  # 7 days only
+        _audited(56, "kafka", ("missing: playback_ready",), hours_ago=2, media_path="local"),  # no verdict on 0xa
+        _audited(57, "kafka", ("duplicated: stream_started x2",), hours_ago=2, orchestrator=None),
+        _audited(58, "kafka", hours_ago=24 * 9),  # outside every window
+        _audited(60, "kafka", hours_ago=1, orchestrator="0xb"),
+    ]
+
+
+def test_events_parity_ratio_and_audited_runs_count_only_runs_with_a_source(audited_rows):
+    families = exposed(analysis_of(audited_rows))
+    assert values(families["events_audited_runs"]) == {
+        (("orchestrator", "0xa"), ("window", "24h")): 3.0, (("orchestrator", "0xb"), ("window", "24h")): 1.0,
+        (("orchestrator", "0xa"), ("window", "7d")): 4.0, (("orchestrator", "0xb"), ("window", "7d")): 1.0}
+    assert values(families["events_parity_ratio"]) == {
+        (("orchestrator", "0xa"), ("window", "24h")): pytest.approx(1 / 3),
+        (("orchestrator", "0xb"), ("window", "24h")): 1.0,
+        (("orchestrator", "0xa"), ("window", "7d")): 0.5, (("orchestrator", "0xb"), ("window", "7d")): 1.0}
+
+
+def test_events_findings_count_runs_per_kind_with_every_kind_present(audited_rows):
+    samples = exposed(analysis_of(audited_rows))["events_findings"]
+    kinds = {"missing", "duplicated", "out_of_order", "null_ids", "mismatched_ids", "late", "ttff_disagrees",
+             "fps_disagrees"}
+    found = {s.labels["kind"]: s.value for s in samples if s.labels["orchestrator"] == "0xa"
+             and s.labels["window"] == "24h"}
+    # r51's two missing events are one run; r52's unparseable finding is `unknown`
+    assert found == dict.fromkeys(kinds, 0.0) | {"missing": 1.0, "late": 1.0, "out_of_order": 1.0, "unknown": 1.0}
+    assert {s.labels["kind"]: s.value for s in samples if s.labels["orchestrator"] == "0xb"
+            and s.labels["window"] == "7d"} == dict.fromkeys(kinds, 0.0)
+    assert {s.labels["orchestrator"] for s in samples} == {"0xa", "0xb"}  # no run without one is counted
+
+
+def test_runs_without_any_events_source_expose_no_event_samples(rows):
+    families = exposed(analysis_of(rows))
+    assert [families[name] for name in ("events_parity_ratio", "events_audited_runs", "events_findings")] == [
+        [], [], []]
