@@ -6,7 +6,8 @@ evaluation interval. A small lake is landed: eight days of generated runs (analy
 scenarios (one of them regressed today, one orchestrator failing half its runs), plus real
 sessions against the simulator (healthy, black output, no capacity) and a few measured relay runs on
 every orchestrator (generated runs are never leaderboard jobs, so these feed the leaderboard
-panel: ten on one orchestrator, so its live-video score is ranked). The analyze computation
+panel: ten on one orchestrator, so its live-video score is ranked; their Scope events came from
+Kafka, complete or with findings, or had no source, which feeds the event parity panels). The analyze computation
 pushes its gauges; once Prometheus has scraped them, every panel target is interpolated the way
 Grafana's Prometheus datasource does it (All, one value, two values; both windows) and asked
 through the HTTP API (instant or range, as the panel asks). Each must return series, with the
@@ -86,6 +87,17 @@ def land_history(lake: Lake, now: dt.datetime) -> None:
 # orchestrator -> (passed relay runs in the last hours, its region): the first is ranked (10 jobs),
 # FAILING's are longlive runs, whose 24 h pass ratio stays under the alert's 80 %.
 RELAY_JOBS = {ORCHESTRATORS[0]: (10, "FRA"), ORCHESTRATORS[1]: (3, None), FAILING: (3, "LAX")}
+# The i-th relay run's events, cycling: from Kafka and complete, from Kafka with findings, no source.
+EVENT_FINDINGS = (("missing: stream_heartbeat",), ("late: session_closed 12 s after the session",
+                                                    "ttff_disagrees: playback_ready says 1.20 s, 0.45 s measured"))
+
+
+def relay_events(i: int) -> dict:
+    """The audit columns of the i-th relay run of an orchestrator (every orchestrator has one of each)."""
+    if i % 3 == 2:
+        return {"events_source": "none"}
+    findings = EVENT_FINDINGS[i // 3 % len(EVENT_FINDINGS)] if i % 3 == 1 else ()
+    return {"events_source": "kafka", "events_seen": 12, "events_findings": findings, "events_complete": not findings}
 
 
 def land_relay_jobs(lake: Lake, now: dt.datetime) -> None:
@@ -100,6 +112,7 @@ def land_relay_jobs(lake: Lake, now: dt.datetime) -> None:
                 started_at=started, ended_at=started + dt.timedelta(seconds=40), outcome="passed",
                 media_path="relay", media_driver="webrtc", first_frame_s=0.45, connect_s=0.45, load_s=0.65,
                 fps_received=12.0, fps_steady=12.0, expected_fps=12.0, stream_s=15.0, cold_start=False,
+                **relay_events(i),
             ))
 
 

@@ -32,6 +32,15 @@ OTHER = "another-harness"
 ORCHESTRATORS = ("0x" + "a1" * 20, "0x" + "b2" * 20, "0x" + "c3" * 20)
 SCENARIOS = (("longlive_t2v_15s", "longlive", "t2v"), ("ltx2_t2v_15s", "ltx2", "t2v"))
 OUTCOMES = ("passed", "passed", "passed", "failed", "unavailable", "aborted")
+# The i-th run's Scope events, cycling: Kafka complete, Kafka with findings, a file complete, no source, older row.
+EVENTS = (
+    {"events_source": "kafka", "events_seen": 12, "events_complete": True},
+    {"events_source": "kafka", "events_seen": 9, "events_complete": False,
+     "events_findings": ("missing: stream_heartbeat", "out_of_order: session_created before pipeline_loaded")},
+    {"events_source": "file", "events_seen": 12, "events_complete": True},
+    {"events_source": "none"},
+    {},
+)
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +62,7 @@ def empty_gateway(gateway):
 
 
 def land_runs(lake: Lake, count: int, *, seed: int, now: dt.datetime, prefix: str = "r") -> None:
-    """`count` final runs over the last 8 days: every outcome, several orchestrators and scenarios."""
+    """`count` final runs over the last 8 days: every outcome, several orchestrators and scenarios, events audited."""
     rnd = random.Random(seed)
     for i in range(count):
         scenario, pipeline, mode = rnd.choice(SCENARIOS)
@@ -71,6 +80,7 @@ def land_runs(lake: Lake, count: int, *, seed: int, now: dt.datetime, prefix: st
             load_s=rnd.uniform(1.0, 90.0) if measured else None,
             fps_steady=rnd.uniform(8.0, 14.0) if measured else None,
             stream_s=15.0 if measured else None, media_path="relay",  # relay runs: leaderboard jobs too
+            **EVENTS[i % len(EVENTS)],
         ))
 
 
@@ -157,6 +167,16 @@ def test_the_gateway_holds_what_the_lake_says(tmp_path, gateway):
         "GROUP BY ALL").rows
     assert in_window(ours(gateway, "leaderboard_jobs"), "24h") == {
         (("model", p), ("orchestrator", o), ("region", "GLOBAL"), ("window", "24h")): float(n) for o, p, n in jobs}
+    parity = lake.query(
+        "SELECT orchestrator, count(*), avg(events_complete::INTEGER) FROM runs WHERE outcome IS NOT NULL "
+        "AND events_source IN ('kafka', 'file') "
+        f"AND started_at > TIMESTAMPTZ '{now.isoformat()}' - INTERVAL 24 HOUR "
+        f"AND started_at <= TIMESTAMPTZ '{now.isoformat()}' GROUP BY ALL").rows
+    assert parity, "no run with an events source in the last 24 h"
+    assert in_window(ours(gateway, "events_audited_runs"), "24h") == {
+        (("orchestrator", o), ("window", "24h")): float(n) for o, n, _ in parity}
+    assert in_window(ours(gateway, "events_parity_ratio"), "24h") == pytest.approx({
+        (("orchestrator", o), ("window", "24h")): ratio for o, _, ratio in parity}, rel=1e-12)
     pushed = {f.name for f in FAMILIES if ours(gateway, f.name)}
     assert pushed >= {f.name for f in FAMILIES} - {"connect_seconds", "drift_ratio", "regression"}
 
