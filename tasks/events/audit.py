@@ -164,7 +164,20 @@ def _id_findings(events: Sequence[ReceivedEvent], facts: RunFacts) -> list[Findi
     for cid, types in foreign.items():
         findings.append(Finding("mismatched_ids", f"{', '.join(types)} carry connection_id {cid!r}, "
                                 f"not the run's ({', '.join(facts.connection_ids)})"))
-    return findings
+    return findings + _shared_id(events, facts)
+
+
+def _shared_id(events: Sequence[ReceivedEvent], facts: RunFacts) -> list[Finding]:
+    """On the relay path every event carries one connection_id (the parity fix): the run's or the manifest's."""
+    by_id: dict[str, list[str]] = {}
+    for received in events:
+        if received.event.connection_id in facts.connection_ids:  # a foreign id is reported as such already
+            by_id.setdefault(received.event.connection_id, []).append(received.event.type)
+    if facts.media_path != "relay" or len(by_id) < 2:
+        return []
+    parts = "; ".join(f"{cid!r} on {', '.join(dict.fromkeys(types))}" for cid, types in sorted(by_id.items()))
+    return [Finding("mismatched_ids", f"the session's events carry {len(by_id)} connection ids ({parts}); "
+                    "a relay session shares one")]
 
 
 def _late(events: Sequence[ReceivedEvent], facts: RunFacts, grace_s: float) -> list[Finding]:

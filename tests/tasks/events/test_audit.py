@@ -257,3 +257,13 @@ def test_audit_run_joins_then_audits():
     received = [*stream(LOCAL_TYPES), event("stream_started", 3, session="s-2", connection="run-2")]
     joined, result = audit_run(received, facts(), SETTINGS)
     assert len(joined) == len(LOCAL_TYPES) and result.complete
+
+
+def test_a_relay_session_split_between_the_run_id_and_the_manifest_id_is_mismatched():
+    relay = facts("relay", connection_ids=(RUN, MANIFEST))
+    local_side = {"session_created", "stream_started", "stream_heartbeat", "stream_stopped", "session_closed"}
+    split = [dataclasses.replace(e, event=dataclasses.replace(e.event, connection_id=RUN if e.event.type in local_side
+                                                              else MANIFEST)) for e in stream(RELAY_TYPES)]
+    result = audit(split, relay, SETTINGS)
+    assert kinds(result) == ["mismatched_ids"] and "2 connection ids" in result.findings[0].detail
+    assert audit(stream(RELAY_TYPES, connection=MANIFEST), relay, SETTINGS).complete
