@@ -6,6 +6,7 @@ import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from simulator.events import ScopeEvents
 from simulator.logbook import LogBook
 from simulator.profiles import ConnectFailProfile, FaultKind, NoCapacityProfile, Profile, draw_latency
 from simulator.truth import Clock, ConnectRecord, FaultRecord, TruthLog
@@ -42,9 +43,10 @@ class CloudConnection:
 
     def __init__(
         self, clock: Clock, logs: LogBook, truth: TruthLog, rng: random.Random, *,
-        env: Mapping[str, str], orchestrator_url: str | None,
+        env: Mapping[str, str], orchestrator_url: str | None, events: ScopeEvents | None = None,
     ) -> None:
         self._clock, self._logs, self._truth, self._rng = clock, logs, truth, rng
+        self._events = events
         self._env, self.orchestrator_url = env, orchestrator_url
         self._attempt: Attempt | None = None
         self._finished = False
@@ -95,6 +97,8 @@ class CloudConnection:
             self.connection_id = f"{self._rng.getrandbits(64):016x}"
             via = f" via {self.orchestrator_url}" if self.orchestrator_url else ""
             self._logs.write(LOGGER, "INFO", f"Connected to cloud: manifest {self.connection_id}{via}", wall_s=wall)
+            if self._events is not None:
+                self._events.cloud_connected(self.connection_id, attempt.user_id, wall)
             return
         self._logs.write(LOGGER, "ERROR", f"Cloud connection failed: {attempt.error}", wall_s=wall)
         if attempt.outcome in ("failed", "busy"):
@@ -128,6 +132,8 @@ class CloudConnection:
                 self._attempt.fault.close(self._clock.wall(self._clock.now()))
             if self.connection_id is not None:
                 self._logs.write(LOGGER, "INFO", f"Disconnected from cloud (manifest {self.connection_id})")
+                if self._events is not None:
+                    self._events.cloud_disconnected(self._clock.wall(self._clock.now()))
         self._attempt, self._finished, self.connection_id = None, False, None
         return self.status(self._clock.now())
 

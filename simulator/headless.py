@@ -59,6 +59,7 @@ class Headless:
         instance.session = session
         instance.sessions.append(session)
         instance.logs.write(LOGGER, "INFO", f"Headless session started: pipelines {list(plan.pipeline_ids)}")
+        instance.events.headless("stream_started", session.session_id, list(plan.pipeline_ids))
         answer = {"status": "ok", "input_mode": request.input_mode, "cloud_mode": False, "pipeline_id": plan.pipeline_id}
         return (answer | {"graph": True}) if plan.graph else answer
 
@@ -134,6 +135,7 @@ class Headless:
 
     def _fail(self, reason: str) -> None:
         self.instance.logs.write(LOGGER, "ERROR", f"Error starting headless session: {reason}")
+        self.instance.events.startup_failed(reason, [])
         raise HeadlessError(500, START_FAILED)
 
     def stop(self) -> None:
@@ -142,8 +144,12 @@ class Headless:
         now = instance.advance()
         if instance.session is None:
             raise HeadlessError(404, NO_SESSION)
-        instance.end_session(instance.session, now, replaced=False)
+        session = instance.session
+        frames = behaviour.frames_out(instance.behaviour(session), session, now)
+        instance.end_session(session, now, replaced=False)
         instance.logs.write(LOGGER, "INFO", "Headless session stopped")
+        instance.events.headless("stream_stopped", session.session_id, list(session.plan.pipeline_ids),
+                                 frames_in=0, frames_out=frames)
 
     def frame(self, *, quality: int, sink_node_id: str | None) -> bytes:
         """The latest output frame (a local WebRTC session's first); HeadlessError 404 when there is none (yet)."""

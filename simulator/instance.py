@@ -17,6 +17,7 @@ from simulator import behaviour
 from simulator.assets import AssetStore
 from simulator.behaviour import ActiveProfile, local_behaviour
 from simulator.cloud import CloudConnection
+from simulator.events import ScopeEvents
 from simulator.logbook import LogBook
 from simulator.pipelines import PipelineManager
 from simulator.profiles import NETWORK_FAULTS, FaultKind, Profile
@@ -50,6 +51,7 @@ class ScopeInstance:
         self.stopping = False  # set when the server shuts down: hung requests give up
         self.reset_hooks: list[Callable[[], None]] = []  # run first on reset (the WebRTC sessions close)
         self.active = ActiveProfile(profile, self.clock.now())
+        self.events = ScopeEvents(self._env, lambda: self.profile.events_defect)  # outlives resets
         self._build_state()
         self.logs.write("scope.server.app", "INFO", f"Assets directory: {assets_dir}")
         self._open_instance_fault()
@@ -57,9 +59,10 @@ class ScopeInstance:
     def _build_state(self) -> None:
         self.rng = random.Random(f"{self.seed}:{self.orchestrator_url or ''}")
         self.truth_log = TruthLog()
-        self.pipelines = PipelineManager(self.clock, self.logs, self.truth_log, self.rng)
+        self.pipelines = PipelineManager(self.clock, self.logs, self.truth_log, self.rng, events=self.events)
         self.cloud = CloudConnection(
-            self.clock, self.logs, self.truth_log, self.rng, env=self._env, orchestrator_url=self.orchestrator_url
+            self.clock, self.logs, self.truth_log, self.rng, env=self._env, orchestrator_url=self.orchestrator_url,
+            events=self.events,
         )
         self.session: HeadlessSession | None = None
         self.sessions: deque[HeadlessSession] = deque(maxlen=MAX_SESSIONS_KEPT)
@@ -87,6 +90,7 @@ class ScopeInstance:
         """Forget sessions, loads, the connection and the truth; keep identity and profile."""
         for hook in self.reset_hooks:
             hook()
+        self.events.reset()
         self._build_state()
         self.logs.clear()
         self.active = ActiveProfile(self.profile, self.clock.now())
@@ -209,6 +213,7 @@ class ScopeInstance:
             "webrtc_sessions": [session.truth(now) for session in self.webrtc_history],
             "live_webrtc_sessions": sum(1 for s in self.webrtc_history if s.state is RtcState.LIVE),
             **self.truth_log.as_dict(),
+            "events": self.events.truth(),
         }
 
     def _session_truth(self, session: HeadlessSession, now: float) -> dict:

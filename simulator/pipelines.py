@@ -16,6 +16,7 @@ import random
 from dataclasses import dataclass
 
 from simulator import catalog
+from simulator.events import ScopeEvents
 from simulator.logbook import LogBook
 from simulator.profiles import FaultKind, Profile, draw_latency
 from simulator.truth import Clock, LoadRecord, TruthLog
@@ -49,8 +50,11 @@ class LoadJob:
 class PipelineManager:
     """Loads pipelines in the background and answers `/pipeline/status`."""
 
-    def __init__(self, clock: Clock, logs: LogBook, truth: TruthLog, rng: random.Random) -> None:
+    def __init__(
+        self, clock: Clock, logs: LogBook, truth: TruthLog, rng: random.Random, *, events: ScopeEvents | None = None
+    ) -> None:
         self._clock, self._logs, self._truth, self._rng = clock, logs, truth, rng
+        self._events = events
         self.loaded_ids: list[str] = []
         self.load_params: dict | None = None
         self._job: LoadJob | None = None
@@ -67,6 +71,10 @@ class PipelineManager:
         if self._job is not None:
             self._job.record.superseded = True
         before = self.status(now, consume_error=False)
+        wall = self._clock.wall(now)
+        if self.loaded_ids:
+            self._event("pipeline_unloaded", self.loaded_ids, wall)
+        self._event("pipeline_load_start", pipeline_ids, wall)
         cold = self._take_cold(profile)
         load_s = draw_latency(self._rng, profile.cold_load_s if cold else profile.load_s)
         causes, from_profile = self._causes_for(pipeline_ids, profile)
@@ -108,12 +116,20 @@ class PipelineManager:
             for pid in job.pipeline_ids:
                 self._logs.write(LOGGER, "INFO", f"Pipeline {pid} loaded successfully", wall_s=wall)
             self._logs.write(LOGGER, "INFO", f"All {len(job.pipeline_ids)} pipeline(s) loaded successfully", wall_s=wall)
+            self._event("pipeline_loaded", job.pipeline_ids, wall, load_duration_ms=int(job.record.load_s * 1000))
             return
         job.record.failed, job.record.reason = True, job.failure
         self._error_unread = True
         self._log_failure(job, wall)
+        error = {"error_type": "pipeline_load_failed", "message": job.failure, "exception_type": "RuntimeError",
+                 "recoverable": False}
+        self._event("error", job.pipeline_ids, wall, error=error)
         if job.profile_fault:
             self._truth.instant_fault(FaultKind.LOAD_ERROR, wall)
+
+    def _event(self, event_type: str, pipeline_ids: list[str], wall: float, **data: object) -> None:
+        if self._events is not None:
+            self._events.pipeline(event_type, pipeline_ids, wall, **data)
 
     def _log_failure(self, job: LoadJob, wall: float) -> None:
         # Scope logs each pipeline's cause, then a line per failed pipeline, then a generic summary.
@@ -156,4 +172,6 @@ class PipelineManager:
 
     def unload_all(self) -> None:
         """Forget the loaded set and any load in progress."""
+        if self.loaded_ids:
+            self._event("pipeline_unloaded", self.loaded_ids, self._clock.wall(self._clock.now()))
         self.loaded_ids, self.load_params, self._job, self._error_unread = [], None, None, False

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import random
 from enum import StrEnum
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
@@ -35,6 +35,7 @@ def _as_size(value: Any) -> Any:
 
 
 Size = Annotated[tuple[int, int], BeforeValidator(_as_size)]
+EventsDefect = Literal["null_ids", "no_heartbeats", "no_session_events", "cloud_connection_id"]
 
 
 def draw_latency(rng: random.Random, latency: tuple[float, float]) -> float:
@@ -101,6 +102,9 @@ class Profile(BaseModel):
     )
     leaked_session_vram_mb: float = Field(1500.0, ge=0, description="VRAM a replaced (leaked) session holds")
     webrtc_orphan_s: float = Field(30.0, gt=0, description="silent WebRTC client -> session removed (ICE consent)")
+    events_defect: EventsDefect | None = Field(
+        None, description="a Kafka lifecycle-event defect the parity fix removed (simulator/events.py)"
+    )
 
 
 class SlowProfile(Profile):
@@ -317,6 +321,34 @@ class RelayDropProfile(MediaPathProfile):
     fault: ClassVar[FaultKind | None] = FaultKind.RELAY_DROP
 
 
+class EventsNullIdsProfile(Profile):
+    """Lifecycle events carry null connection_id and user_id (the offer's ids are not passed on)."""
+
+    name: ClassVar[str] = "events_null_ids"
+    events_defect: EventsDefect | None = "null_ids"
+
+
+class EventsNoHeartbeatsProfile(Profile):
+    """No stream_heartbeat is published."""
+
+    name: ClassVar[str] = "events_no_heartbeats"
+    events_defect: EventsDefect | None = "no_heartbeats"
+
+
+class EventsNoSessionEventsProfile(Profile):
+    """No session_created or session_closed is published."""
+
+    name: ClassVar[str] = "events_no_session_events"
+    events_defect: EventsDefect | None = "no_session_events"
+
+
+class EventsCloudConnectionIdProfile(Profile):
+    """The cloud side's events (websocket_*, its loads) carry the manifest id, not the session's connection_id."""
+
+    name: ClassVar[str] = "events_cloud_connection_id"
+    events_defect: EventsDefect | None = "cloud_connection_id"
+
+
 PROFILES: dict[str, type[Profile]] = {
     cls.name: cls
     for cls in (
@@ -325,6 +357,7 @@ PROFILES: dict[str, type[Profile]] = {
         BlackProfile, CorruptProfile, WrongSizeProfile, PromptInsensitiveProfile, LowFpsProfile,
         VramLeakProfile, VramCeilingProfile, SlowHttpProfile, HangHttpProfile, ConnResetProfile,
         PacketLossProfile, AddedLatencyProfile, FreezeBurstsProfile, RelayDropProfile,
+        EventsNullIdsProfile, EventsNoHeartbeatsProfile, EventsNoSessionEventsProfile, EventsCloudConnectionIdProfile,
     )
 }
 

@@ -96,6 +96,8 @@ class ServerGroup:
         for server in servers:
             server.should_exit = True
         await asyncio.gather(*tasks)
+        # Queued lifecycle events get a bounded moment to reach Kafka; the producers close on this loop.
+        await asyncio.gather(*(b.instance.events.publisher.close() for b in self.bindings if b.instance is not None))
 
     def request_stop(self) -> None:
         """Ask the group to stop; safe from any thread and from signal handlers."""

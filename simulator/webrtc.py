@@ -79,6 +79,7 @@ class WebRtcHub:
         except Exception as exc:  # aiortc raises many types for a bad offer; Scope wraps them all in a 500
             await pc.close()
             instance.logs.write(LOGGER, "ERROR", f"Error handling WebRTC offer: {exc}")
+            instance.events.offer_failed(str(exc), type(exc).__name__)
             raise WebRtcError(500, str(exc)) from None
         self._start(session, sdp, pc.localDescription.sdp, now)
         return {"sdp": pc.localDescription.sdp, "type": pc.localDescription.type, "sessionId": session.session_id}
@@ -103,6 +104,9 @@ class WebRtcHub:
         instance.webrtc_history.append(session)
         path = "relay (cloud)" if session.relay else "local"
         instance.logs.write(LOGGER, "INFO", f"Created new session: {session.session_id} ({path}, {session.mode} mode)")
+        instance.events.session_started(session)
+        if instance.events.enabled and session.mode == "video":
+            session.tasks.append(asyncio.create_task(instance.events.heartbeats(session, instance.clock)))
         if self._watchdog is None or self._watchdog.done():
             self._watchdog = asyncio.create_task(self._watch())
 
@@ -253,6 +257,7 @@ class WebRtcHub:
         if session.first_frame_mono is None:
             session.first_frame_mono = mono
             self.instance.logs.write(LOGGER, "INFO", f"First frame produced for session {session.session_id}")
+            self.instance.events.playback_ready(session, mono - session.created_mono)
 
     def frame_lost(self, session: RtcSession, plan: FramePlan, mono: float) -> None:
         """Count a frame lost on the relay path; record each freeze burst once."""
@@ -309,6 +314,7 @@ class WebRtcHub:
             return
         now = instance.clock.now()
         session.end(now, instance.clock.wall(now), reason, orphan=orphan)
+        instance.events.session_ended(session, reason)
         instance.webrtc_sessions.pop(session.session_id, None)
         instance.close_session_faults(session.session_id, now)
         if notify:

@@ -46,6 +46,8 @@ def test_every_profile_of_the_contract_exists() -> None:
         "stall", "frozen", "black", "corrupt", "wrong_size", "prompt_insensitive", "low_fps", "vram_leak",
         "vram_ceiling", "slow_http", "hang_http", "conn_reset",
         "packet_loss", "added_latency", "freeze_bursts", "relay_drop",  # relay media path (WebRTC)
+        "events_null_ids", "events_no_heartbeats", "events_no_session_events",  # Kafka lifecycle events
+        "events_cloud_connection_id",
     }
 
 
