@@ -154,6 +154,8 @@ def _run_text(summary: dict, settings) -> str:
         lines.append(f"  evidence: {summary['artifacts_path']}")
     for item in summary.get("checks_skipped") or []:
         lines.append(f"  skipped: {item}")
+    for item in summary.get("events_findings") or []:
+        lines.append(f"  event finding: {item}")
     for name in ("media_path", "connect_s", "load_s", "first_frame_s", "stream_s", "fps_steady", "fps_received",
                  "freeze_count", "prompt_latency_p50_s", "frames_sampled"):
         lines.append(f"  {name:<20} {format_cell(summary.get(name))}")

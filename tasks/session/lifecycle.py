@@ -46,6 +46,7 @@ from tasks.session.phases import (
 from tasks.session.preflight_check import preflight_scenario
 from tasks.session.progress import ProgressEvent, emit
 from tasks.session.recorder import RunRecorder
+from tasks.session.run_events import RunEvents
 from tasks.session.run_record import RunIdentity, final_record, monitor_limits, started_record
 from tasks.session.target import RunTarget, new_run_id, utc_now
 
@@ -68,6 +69,8 @@ class Session:
         self.ticks = TickClock(self.thresholds.sample_interval_s)
         self.phase = Phase.PREPARE  # the phase running now: interruptions and hard caps are put there
         self.cloud_touched = False
+        self.offer_answered = False  # the driver's start returned: a refused offer never gets here
+        self.events = RunEvents(settings.events)  # Scope's lifecycle events of this run, audited in finish
 
     def enter(self, phase: Phase) -> None:
         """Note the phase now running (interruptions and hard caps are put there) and say so."""
@@ -81,8 +84,10 @@ class Session:
                            orchestrator=target.orchestrator, instance=target.scope_instance, **fields))
 
     async def prepare(self) -> Prepared:
-        """Land `started`, check the instance answers and can run the scenario, end leftover sessions."""
+        """Land `started`, start reading Scope's events, check the instance answers and can run the
+        scenario, end leftover sessions."""
         self.recorder.land_run(started_record(self.identity, driver=self.driver.name))
+        await self.events.start()
         health = await self.client.health()
         prompts_unsupported = preflight_scenario(await self.client.pipeline_schemas(), self.scenario)
         removed = await self.driver.remove_leftovers()
@@ -132,6 +137,7 @@ class Session:
         plan = SessionPlan(scenario=self.scenario, inputs=loaded.inputs, first_prompt=prompts[0] if prompts else None,
                            connection_id=self.identity.run_id, user_id=self.settings.cloud.user_id)
         await self.driver.start(plan)
+        self.offer_answered = True
         first_frame_s = await self._wait_first_frame()
         return Started(first_frame_s=first_frame_s)
 
@@ -382,7 +388,11 @@ async def open_session(
                                prefect_flow_run_id=prefect_flow_run_id, clock=clock)
     async with ScopeClient(target.scope_url, timeouts=timeouts) as client:
         driver = make_driver(settings, target, client, clock)
-        yield Session(identity, settings=settings, client=client, driver=driver, lake=lake, clock=clock)
+        session = Session(identity, settings=settings, client=client, driver=driver, lake=lake, clock=clock)
+        try:
+            yield session
+        finally:
+            await session.events.close()  # a run that never settled its events still releases the source
 
 
 async def run_session(**kwargs: Any) -> RunRecord:

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from analytics.lake import Lake
-from analytics.records import FrameSample, PromptSwitchRecord, RunRecord
+from analytics.records import EventRecord, FrameSample, PromptSwitchRecord, RunRecord
 from errors import LakeWriteError
 from tasks.session.monitor import ObservedFrame, StreamResult
 from tasks.session.verdict import Verdict
@@ -61,6 +61,11 @@ class RunRecorder:
         rows = [switch_row(self.run_id, switch, response) for switch, response in result.switches]
         _landing(f"prompt switches of run {self.run_id}",
                  lambda: self.lake.land("prompt_switches", rows, file_stem=f"{self.run_id}-switches"))
+
+    def land_events(self, rows: list[EventRecord]) -> None:
+        """Land the Scope events joined to the run (one file; none when there were none)."""
+        _landing(f"events of run {self.run_id}",
+                 lambda: self.lake.land("events", rows, file_stem=f"{self.run_id}-events"))
 
     def keep_evidence(self, verdict: Verdict, log_lines: list[str] | str, last_good: Any, first_bad: Any,
                       scenario: str) -> str:

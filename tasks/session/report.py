@@ -21,7 +21,7 @@ SUMMARY_FIGURES = (
     "fps_p05", "fps_received", "freeze_count", "frame_interval_p95_ms", "packets_lost", "codec",
     "frames_sampled", "frames_valid", "prompt_switches", "prompt_switches_evaluated",
     "prompt_switches_responded", "prompt_latency_p50_s", "vram_peak_mb", "vram_growth_mb", "cold_start",
-    "tick_lag_p95_ms", "ticks_missed",
+    "tick_lag_p95_ms", "ticks_missed", "events_source", "events_seen", "events_complete",
 )
 
 
@@ -86,6 +86,7 @@ def run_summary(record: RunRecord) -> dict:
         "failure_reason": record.failure_reason,
         "checks_failed": list(record.checks_failed or []),
         "checks_skipped": list(record.checks_skipped or []),
+        "events_findings": list(record.events_findings or []),
         "interrupted_by": record.interrupted_by,
         "artifacts_path": record.artifacts_path,
     }
@@ -111,6 +112,9 @@ def run_markdown(summary: dict) -> str:
         ]
     if summary.get("checks_skipped"):
         lines += ["checks that could not run:", *[f"- {item}" for item in summary["checks_skipped"]], ""]
+    if summary.get("events_findings"):
+        lines += ["Scope's events did not tell the whole story:",
+                  *[f"- {item}" for item in summary["events_findings"]], ""]
     lines += ["| figure | value |", "|---|---|"]
     lines += [f"| {name} | {_fmt(summary.get(name))} |" for name in SUMMARY_FIGURES]
     return "\n".join(lines)

@@ -23,6 +23,7 @@ from tasks.session.checks import CheckResult
 from tasks.session.driver import MediaPath, ReceiverFigures
 from tasks.session.monitor import MonitorLimits, StreamResult
 from tasks.session.phases import PhaseResults
+from tasks.session.run_events import run_facts
 from tasks.session.target import RunTarget, new_run_id
 from tasks.session.verdict import Verdict, decide
 
@@ -139,7 +140,11 @@ async def final_record(session: Session, results: PhaseResults) -> RunRecord:
     """Judge the run, keep evidence of a failure, land switches and the final row; return it."""
     monitor = session.monitor if results.started is not None else None
     result = monitor.finish() if monitor is not None else None
-    all_checks = (result.checks if result is not None else []) + extra_checks(session, results)
+    steady_fps = result.fps.steady_fps if result is not None else None
+    events = await session.events.settle(run_facts(session, results, steady_fps))
+    events_check = events.check(session.settings.events)
+    all_checks = ((result.checks if result is not None else []) + extra_checks(session, results)
+                  + ([events_check] if events_check is not None else []))
     streamed = results.streamed
     verdict = decide(
         results.failure, all_checks, cleanup_error=results.cleanup_error, interrupted_by=results.interrupted_by,
@@ -150,7 +155,9 @@ async def final_record(session: Session, results: PhaseResults) -> RunRecord:
     session.recorder.close_frames()
     if result is not None:
         session.recorder.land_switches(result)
-    fields = _identity_fields(session.identity) | _measured_fields(session, results, result, all_checks)
+    session.recorder.land_events(events.rows(session.identity.run_id))
+    fields = (_identity_fields(session.identity) | _measured_fields(session, results, result, all_checks)
+              | events.run_fields())
     record = RunRecord(**fields, state="final", ended_at=session.clock(), outcome=verdict.outcome,
                        failure_category=verdict.failure_category, failure_phase=verdict.failure_phase,
                        failure_reason=verdict.failure_reason, checks_failed=list(verdict.checks_failed),
