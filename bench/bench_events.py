@@ -55,7 +55,8 @@ async def produce(producer: AIOKafkaProducer, rate: int, seconds: float) -> tupl
     per_tick, ticks = max(1, round(rate * TICK_S)), round(seconds / TICK_S)
     started, sent = time.monotonic(), 0
     for tick in range(ticks):
-        futures = [await producer.send(TOPIC, scope_envelope(sent + i), key=uuid.uuid4().bytes) for i in range(per_tick)]
+        futures = [await producer.send(TOPIC, scope_envelope(sent + i), key=uuid.uuid4().bytes)
+                   for i in range(per_tick)]
         sent += per_tick
         await asyncio.gather(*futures)
         await asyncio.sleep(max(0.0, started + (tick + 1) * TICK_S - time.monotonic()))

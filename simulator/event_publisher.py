@@ -31,11 +31,11 @@ RETRY_CONNECT_S = 3.0  # after a failed connect, events are dropped at once for 
 CLOSE_FLUSH_S = 2.0  # at shutdown, queued events get this long to go out
 
 
-def envelope(event_type: str, data: Mapping[str, Any], *, at_wall: float | None = None) -> dict:
+def envelope(event_type: str, data: Mapping[str, Any], *, timestamp_ms: int) -> dict:
     """Scope's envelope: `{"id", "type": "stream_trace", "timestamp": "<ms>", "data": {...}}`."""
-    timestamp_ms = str(int((time.time() if at_wall is None else at_wall) * 1000))
-    body = {"type": event_type, "client_source": "scope", "timestamp": timestamp_ms, **data}
-    return {"id": str(uuid.uuid4()), "type": "stream_trace", "timestamp": timestamp_ms, "data": body}
+    stamp = str(timestamp_ms)
+    body = {"type": event_type, "client_source": "scope", "timestamp": stamp, **data}
+    return {"id": str(uuid.uuid4()), "type": "stream_trace", "timestamp": stamp, "data": body}
 
 
 class KafkaPublisher:

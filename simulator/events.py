@@ -2,11 +2,11 @@
 
 - Pipeline loads: pipeline_unloaded (the set a load replaces), pipeline_load_start,
   pipeline_loaded (`load_duration_ms`) or `error` pipeline_load_failed; no ids at all.
-- A WebRTC session: stream_started, session_created, playback_ready (`ttff_ms`: its real
-  time to first frame), stream_heartbeat every `$SCOPE_SIM_HEARTBEAT_S` (default 10 s; video
-  mode, only while input arrives; fps as averages since start), stream_stopped,
-  session_closed; all with the offer's connection_id/user_id/connection_info. A session the
-  server ends (crash, relay drop) first emits `error` stream_failed.
+- A WebRTC session: stream_started, session_created (relay: the other way round),
+  playback_ready (`ttff_ms`: its real time to first frame), stream_heartbeat every
+  `$SCOPE_SIM_HEARTBEAT_S` (default 10 s; video mode, only while input arrives; fps as averages
+  since start), stream_stopped, session_closed; all with the offer's connection_id, user_id and
+  connection_info. A session the server ends (crash, relay drop) first emits `error` stream_failed.
 - A headless session: stream_started and stream_stopped only, without connection ids.
 - While cloud-connected (relay), the cloud side adds websocket_connected and
   websocket_disconnected, and the loads are the cloud's. With the parity fix all of them carry
@@ -23,6 +23,7 @@ its manifest id).
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,6 +54,7 @@ class ScopeEvents:
         self.heartbeat_s = _positive(env.get(HEARTBEAT_ENV), DEFAULT_HEARTBEAT_S)
         self._defect = defect
         self._cloud: CloudSide | None = None
+        self._last_ms = 0
 
     @property
     def enabled(self) -> bool:
@@ -69,8 +71,15 @@ class ScopeEvents:
         self.publisher.reset_counts()
 
     def _emit(self, event_type: str, data: dict, at_wall: float | None = None) -> None:
-        if self.enabled:
-            self.publisher.publish(envelope(event_type, _without_none(data), at_wall=at_wall))
+        if not self.enabled:
+            return
+        if at_wall is None:
+            # Events emitted together get distinct milliseconds, as Scope's (a few ms apart) do: keyed
+            # by their own ids they spread over partitions, and a reader can only order them by time.
+            self._last_ms = timestamp_ms = max(int(time.time() * 1000), self._last_ms + 1)
+        else:
+            timestamp_ms = int(at_wall * 1000)  # an event due in the past (a load noticed late)
+        self.publisher.publish(envelope(event_type, _without_none(data), timestamp_ms=timestamp_ms))
 
     def _ids(self, tags: Any, session_id: str | None) -> dict:
         """The identifiers of a session's events (the defect nulls the offer's)."""
@@ -137,9 +146,12 @@ class ScopeEvents:
         if session.relay and cloud is not None and cloud.shared_id is None and self._defect() != "cloud_connection_id":
             self._release(cloud, session.tags.connection_id or cloud.manifest_id)
         base = {**self._ids(session.tags, session.session_id), "pipeline_ids": list(session.pipeline_ids)}
-        self._emit("stream_started", {**base, "mode": "relay" if session.relay else "local"})
-        if self._defect() != "no_session_events":
-            self._emit("session_created", {**base, "mode": _mode(session)})
+        started = ("stream_started", {**base, "mode": "relay" if session.relay else "local"})
+        created = ("session_created", {**base, "mode": _mode(session)})
+        # Local order as recorded on 0.2.4; a relay session's as the fixed cloud publishes it (scope-api.md).
+        for event_type, data in (created, started) if session.relay else (started, created):
+            if event_type == "stream_started" or self._defect() != "no_session_events":
+                self._emit(event_type, data)
 
     def playback_ready(self, session: Any, ttff_s: float) -> None:
         """The session's first output frame."""
