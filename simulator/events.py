@@ -2,7 +2,7 @@
 
 - Pipeline loads: pipeline_unloaded (the set a load replaces), pipeline_load_start,
   pipeline_loaded (`load_duration_ms`) or `error` pipeline_load_failed; no ids at all.
-- A WebRTC session: stream_started, session_created (relay: the other way round),
+- A WebRTC session: stream_started, session_created (both paths: Scope starts the stream first),
   playback_ready (`ttff_ms`: its real time to first frame), stream_heartbeat every
   `$SCOPE_SIM_HEARTBEAT_S` (default 10 s; video mode, only while input arrives; fps as averages
   since start), stream_stopped, session_closed; all with the offer's connection_id, user_id and
@@ -148,8 +148,8 @@ class ScopeEvents:
         base = {**self._ids(session.tags, session.session_id), "pipeline_ids": list(session.pipeline_ids)}
         started = ("stream_started", {**base, "mode": "relay" if session.relay else "local"})
         created = ("session_created", {**base, "mode": _mode(session)})
-        # Local order as recorded on 0.2.4; a relay session's as the fixed cloud publishes it (scope-api.md).
-        for event_type, data in (created, started) if session.relay else (started, created):
+        # The order Scope's code publishes on both paths (and the 0.2.4 recording shows locally).
+        for event_type, data in (started, created):
             if event_type == "stream_started" or self._defect() != "no_session_events":
                 self._emit(event_type, data)
 

@@ -151,7 +151,7 @@ async def test_relay_session_carries_one_connection_id_from_connect_to_disconnec
     assert types(relay)[:3] == ["websocket_connected", "pipeline_load_start", "pipeline_loaded"]
     # Events are keyed by their own ids, so they spread over partitions: only their timestamps order them.
     assert types(relay)[-3:] == ["stream_stopped", "session_closed", "websocket_disconnected"]
-    assert types(relay)[3:5] == ["session_created", "stream_started"]  # the fixed cloud's order
+    assert types(relay)[3:5] == ["stream_started", "session_created"]  # Scope starts the stream first, on both paths
     assert "playback_ready" in types(relay)
     assert types(relay).count("stream_heartbeat") >= 2 and all(e["user_id"] == USER for e in relay)
     mode = {e["type"]: e.get("mode") for e in relay}

@@ -19,7 +19,7 @@ MANIFEST = "manifest-9"
 SETTINGS = EventsSettings()
 LOCAL_TYPES = ["stream_started", "session_created", "playback_ready", "stream_heartbeat", "stream_heartbeat",
                "stream_stopped", "session_closed"]
-RELAY_TYPES = ["websocket_connected", "pipeline_load_start", "pipeline_loaded", "session_created", "stream_started",
+RELAY_TYPES = ["websocket_connected", "pipeline_load_start", "pipeline_loaded", "stream_started", "session_created",
                "stream_heartbeat", "stream_heartbeat", "stream_stopped", "session_closed", "websocket_disconnected"]
 
 
@@ -166,7 +166,7 @@ def test_null_ids_on_headless_always():
 
 def test_mismatched_ids_names_the_foreign_id():
     events = stream(RELAY_TYPES)
-    events[3] = event("session_created", 4, connection="cloud-side-id")
+    events[4] = event("session_created", 5, connection="cloud-side-id")
     result = audit(events, facts("relay"), SETTINGS)
     assert [str(f) for f in result.findings] == [
         "mismatched_ids: session_created carry connection_id 'cloud-side-id', not the run's (run-1)"]
