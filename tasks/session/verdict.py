@@ -26,6 +26,7 @@ CHECK_CATEGORY = {
     "stall": Category.RUNNER,  # the runner stopped producing
     "relay": Category.PROTOCOL,  # the instance did not route the media through the cloud
     "harness_lag": Category.HARNESS,  # the harness fell behind its own schedule: its figures say nothing
+    "events": Category.PROTOCOL,  # Scope's lifecycle events broke their contract (only when config requires them)
 }
 
 
