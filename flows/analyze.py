@@ -22,6 +22,7 @@ from analytics.leaderboard.board import Leaderboard
 from analytics.metrics import WINDOWS, Analysis, analyze_runs, build_registry, known_orchestrators
 from analytics.scores import score_records
 from config.settings import Settings, load_settings
+from tasks.publish.analyzer import sole_analyzer
 from tasks.publish.pushgateway import PublishResult, create_analysis_artifacts, publish_metrics_task
 
 ANALYZE_INTERVAL_S = 3600  # the hourly schedule; dispatch also triggers it after each batch
@@ -101,6 +102,14 @@ def build_gauges(analysis: Analysis) -> CollectorRegistry:
 
 @flow(name="analyze", timeout_seconds=ANALYZE_TIMEOUT_S)
 async def analyze(config: str | None = None) -> dict:
+    """One analyzer per lake (tasks/publish/analyzer.py): analyze, or skip while another one runs."""
+    async with sole_analyzer(str(Lake.from_env().root)) as alone:
+        if not alone:
+            return {"skipped": "another analysis of this lake is running; its push covers this one"}
+        return await analyze_lake(config)
+
+
+async def analyze_lake(config: str | None) -> dict:
     """Recompute every figure from the lake, land it, push the gauges and publish the artifacts."""
     snapshot = read_lake(config)
     analysis = compute_analytics(snapshot, score_leaderboard_task(snapshot))

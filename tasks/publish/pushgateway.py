@@ -1,7 +1,7 @@
 """Publishing the analysis: gauges to the Pushgateway (or a file) and Prefect artifacts.
 
 The push is a `PUT` (`push_to_gateway`) under one stable grouping key
-`{job="scope_loadtest", instance=<harness id>}`: it replaces every series this harness pushed
+`{job="scope_loadtest", instance=<the lake's analyzer id>}`: it replaces every series this harness pushed
 before, so a family that lost a label set loses its series too, and no other pusher's group is
 touched. Publishing never fails the analysis (the lake already holds the figures): a failed push
 is retried with back-off, logged, and reported in a `PublishResult`.
@@ -10,7 +10,8 @@ Environment:
     PUSHGATEWAY_URL                               the gateway, e.g. http://127.0.0.1:9091; unset: write
                                                   the exposition text to <data dir>/metrics.prom instead
     PUSHGATEWAY_USERNAME, PUSHGATEWAY_PASSWORD    optional basic auth (user:password@ in the URL works too)
-    LOADTEST_HARNESS_ID                           the `instance` label (default: the host name)
+    LOADTEST_HARNESS_ID                           the `instance` label (default: the lake's analyzer id,
+                                                  tasks/publish/analyzer.py: the host name for a local lake)
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from prometheus_client.exposition import basic_auth_handler, default_handler, pu
 from analytics.drift import drift_report_markdown
 from analytics.metrics import Analysis, exposition_text
 from analytics.scores import evidence_label
+from tasks.publish.analyzer import analyzer_id, is_object_store
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +53,11 @@ SCORES_ARTIFACT_KEY = "orchestrator-scores"
 DRIFT_ARTIFACT_KEY = "drift-report"
 
 
-def harness_id(environ: Mapping[str, str] | None = None) -> str:
-    """The `instance` label: $LOADTEST_HARNESS_ID, else the host name."""
+def harness_id(environ: Mapping[str, str] | None = None, *, lake_root: str | None = None) -> str:
+    """The `instance` label: $LOADTEST_HARNESS_ID, else the lake's analyzer (tasks/publish/analyzer.py)."""
     env = os.environ if environ is None else environ
+    if lake_root is not None:
+        return analyzer_id(lake_root, env)
     return env.get(HARNESS_ID_ENV) or socket.gethostname()
 
 
@@ -81,10 +85,10 @@ class PushgatewayConfig:
             object.__setattr__(self, "password", urllib.parse.unquote(parts.password or ""))
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> PushgatewayConfig:
-        """The gateway settings from the environment (see the module docstring)."""
+    def from_env(cls, environ: Mapping[str, str] | None = None, *, lake_root: str | None = None) -> PushgatewayConfig:
+        """The gateway settings from the environment (see the module docstring); `lake_root` names the analyzer."""
         env = os.environ if environ is None else environ
-        return cls(url=env.get(URL_ENV) or None, instance=harness_id(env),
+        return cls(url=env.get(URL_ENV) or None, instance=harness_id(env, lake_root=lake_root),
                    username=env.get(USERNAME_ENV) or None, password=env.get(PASSWORD_ENV) or None)
 
     @property
@@ -174,10 +178,16 @@ def publish_metrics(registry: CollectorRegistry, config: PushgatewayConfig, metr
     return write_metrics_file(registry, metrics_file, config.grouping_key)
 
 
+def metrics_file_path(lake_root: str) -> Path:
+    """Where the gauges go without a gateway: <lake root>/metrics.prom, or ./metrics.prom beside an object-store lake."""
+    return Path(METRICS_FILE_NAME) if is_object_store(lake_root) else Path(lake_root) / METRICS_FILE_NAME
+
+
 @task(name="publish-metrics", cache_policy=NO_CACHE, persist_result=False)
-def publish_metrics_task(registry: CollectorRegistry, data_dir: Path) -> PublishResult:
-    """Publish the gauges with the environment's gateway settings (no gateway: <data_dir>/metrics.prom)."""
-    return publish_metrics(registry, PushgatewayConfig.from_env(), Path(data_dir) / METRICS_FILE_NAME)
+def publish_metrics_task(registry: CollectorRegistry, data_dir: Path | str) -> PublishResult:
+    """Publish the gauges under the lake's analyzer key (no gateway: the metrics file)."""
+    root = str(data_dir)
+    return publish_metrics(registry, PushgatewayConfig.from_env(lake_root=root), metrics_file_path(root))
 
 
 # --- artifacts -------------------------------------------------------------------------------------
