@@ -47,6 +47,11 @@ STRICT = ConfigDict(frozen=True, extra="forbid", strict=True)
 URL_PATTERN = re.compile(r"^https?://\S+$")
 HHMM_PATTERN = re.compile(r"^(([01]\d|2[0-3]):[0-5]\d|24:00)$")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+# Prefect's server takes leases of 60 s to a day (api/concurrency_limits_v2.py, lease_duration).
+MIN_SLOT_LEASE_S = 60.0
+MAX_SLOT_LEASE_S = 86400.0
+DEFAULT_SLOT_LEASE_S = 120.0
+DEFAULT_START_ALLOWANCE_S = 300.0
 
 
 def _matching(pattern: re.Pattern[str], expected: str) -> AfterValidator:
@@ -192,6 +197,14 @@ class DispatchSettings(BaseModel):
     instance_backoff_max_s: float = Field(600.0, gt=0, description="longest wait; doubles per failed start")
     instance_log_files: int = Field(3, ge=1, description="log files kept per managed instance (rotated)")
     instance_log_max_bytes: int = Field(5 * 1024 * 1024, ge=1024, description="size at which a log rotates")
+    slot_lease_s: float = Field(
+        DEFAULT_SLOT_LEASE_S, ge=MIN_SLOT_LEASE_S, le=MAX_SLOT_LEASE_S,
+        description="lease on the orchestrator and instance slots a run holds, renewed while it lives; a "
+        "holder that dies frees them within this plus the Prefect server's repossessor loop (15 s)")
+    start_allowance_s: float = Field(
+        DEFAULT_START_ALLOWANCE_S, gt=0,
+        description="a run submitted to a work queue may take this long to start (a worker picks it up, "
+        "takes its slots, brings up its instance); dispatch waits at most this plus the scenario's hard cap")
 
 
 class CloudSettings(BaseModel):
@@ -220,6 +233,9 @@ class ScopeInstanceConfig(BaseModel):
     startup_timeout_s: float = Field(60.0, gt=0, description="managed start -> /health answers")
     driver: Literal["webrtc", "headless"] | None = Field(
         None, description="media driver of runs on this instance; None: the config's media_driver")
+    work_queue: Name | None = Field(
+        None, description="work queue (pool scope-loadtest) of the worker on this instance's host; "
+        "None: dispatch runs its runs in its own process")
 
     @model_validator(mode="after")
     def _kind_has_its_fields(self) -> ScopeInstanceConfig:

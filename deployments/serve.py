@@ -30,6 +30,7 @@ from flows.analyze import analyze
 from flows.discover import discover
 from flows.dispatch import dispatch
 from flows.publish import PUBLISH_INTERVAL_S, publish_leaderboard
+from flows.run_assignment import run_assignment
 from flows.run_scenario import run_scenario
 from errors import HarnessError
 
@@ -61,7 +62,7 @@ class DeploymentPlan:
 
 
 def deployment_plans(settings: Settings, config: str | None = None) -> list[DeploymentPlan]:
-    """The five deployments under `settings`; `config` (a path) becomes every flow's default."""
+    """The deployments under `settings`; `config` (a path) becomes every flow's default."""
     common = {"config": str(Path(config).resolve())} if config else {}
     return [
         DeploymentPlan("discover", "scheduled", timedelta(hours=settings.discovery.refresh_interval_hours),
@@ -71,6 +72,8 @@ def deployment_plans(settings: Settings, config: str | None = None) -> list[Depl
                        description="Plan fair runs over the fleet and launch run-scenario for each"),
         DeploymentPlan("run-scenario", "adhoc", None, dict(common),
                        description="One scenario on one Scope instance, on demand"),
+        DeploymentPlan("run-assignment", "dispatched", None, dict(common),
+                       description="One dispatched assignment on the worker of its Scope instance's host"),
         DeploymentPlan("analyze", "hourly", ANALYZE_INTERVAL, dict(common),
                        description="Baselines, drift, coverage and scores to the lake, Pushgateway and artifacts"),
         DeploymentPlan("publish-leaderboard", "every-minute", PUBLISH_INTERVAL, dict(common),
@@ -81,7 +84,7 @@ def deployment_plans(settings: Settings, config: str | None = None) -> list[Depl
 
 def runner_deployments(plans: list[DeploymentPlan]) -> list[RunnerDeployment]:
     """RunnerDeployments for `plans`, ready for a Runner."""
-    flows = {f.name: f for f in (discover, dispatch, run_scenario, analyze, publish_leaderboard)}
+    flows = {f.name: f for f in (discover, dispatch, run_scenario, run_assignment, analyze, publish_leaderboard)}
     deployments = []
     for plan in plans:
         limit: Any = plan.concurrency_limit

@@ -1,7 +1,7 @@
 """The dispatch loop: read the fleet's state from the lake, plan, launch, re-plan as instances free up.
 
-Launching a run is handed in as a callable (the dispatch flow passes one that runs the
-`run-scenario` flow inside Prefect's global concurrency limits), so this loop is plain
+Launching a run is handed in as a callable (the dispatch flow passes one that sends it to its
+instance's worker, or runs it here inside Prefect's global concurrency limits), so this loop is plain
 asyncio and tested without Prefect. Everything it decides from comes from the lake
 (rule 1): runs, their outcomes (instances that failed to start back off) and the latest
 orchestrator snapshots (who exists, where to pin, who had no free capacity).
@@ -77,8 +77,12 @@ def instance_slots(settings: Settings) -> list[InstanceSlot]:
 
 
 def session_share(settings: Settings, instance: str) -> Fraction:
-    """The share of this process one session on ``instance`` takes: 1 / max_concurrent_sessions of its driver."""
+    """The share of this process one session on ``instance`` takes: 1 / max_concurrent_sessions of its driver.
+
+    Nothing for an instance with a work queue: its sessions run on that queue's worker, not here."""
     config = next(i for i in settings.instances if i.name == instance)
+    if config.work_queue:
+        return Fraction(0)
     driver = settings.driver_for(config.driver)
     return Fraction(1, getattr(settings.dispatch.max_concurrent_sessions, driver))
 

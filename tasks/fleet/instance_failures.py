@@ -60,7 +60,8 @@ def instance_backoff_until(runs: pl.DataFrame, instances: Iterable[str], *, now:
 
 
 def land_instance_failure(lake: Lake, settings: Settings, assignment: Assignment, orchestrator: Orchestrator,
-                          error: HarnessError, *, started_at: datetime) -> RunRecord:
+                          error: HarnessError, *, started_at: datetime,
+                          prefect_flow_run_id: str | None = None) -> RunRecord:
     """Land the assignment as an `aborted` run that failed in `prepare` for the reason ``error`` gives."""
     scenario = settings.scenario(assignment.scenario)
     record = RunRecord(
@@ -71,7 +72,7 @@ def land_instance_failure(lake: Lake, settings: Settings, assignment: Assignment
         scope_instance=assignment.instance, harness_version=HARNESS_VERSION, started_at=started_at,
         ended_at=utc_now(), outcome="aborted", failure_category=error.category.value,
         failure_phase=(error.phase or Phase.PREPARE).value, failure_reason=str(error),
-        input_kind=scenario.input_kind, prompt_pool=scenario.prompt_pool,
+        input_kind=scenario.input_kind, prompt_pool=scenario.prompt_pool, prefect_flow_run_id=prefect_flow_run_id,
     )
     lake.land_run(record)
     return record

@@ -73,25 +73,23 @@ def sweep_orphan_runs(lake: Lake) -> list[str]:
     return lake.sweep_orphans()
 
 
+SUMMARY_KEYS = (
+    "run_id", "scenario", "orchestrator", "scope_instance", "outcome", "failure_category", "failure_phase",
+    "failure_reason", "checks_failed", "checks_skipped", "events_findings", "interrupted_by", "artifacts_path",
+    *SUMMARY_FIGURES,
+)
+_LIST_KEYS = ("checks_failed", "checks_skipped", "events_findings")
+
+
 def run_summary(record: RunRecord) -> dict:
     """The one summary object of a run (CLI --json, flow result, demo table)."""
-    summary = {
-        "run_id": record.run_id,
-        "scenario": record.scenario,
-        "orchestrator": record.orchestrator,
-        "scope_instance": record.scope_instance,
-        "outcome": record.outcome,
-        "failure_category": record.failure_category,
-        "failure_phase": record.failure_phase,
-        "failure_reason": record.failure_reason,
-        "checks_failed": list(record.checks_failed or []),
-        "checks_skipped": list(record.checks_skipped or []),
-        "events_findings": list(record.events_findings or []),
-        "interrupted_by": record.interrupted_by,
-        "artifacts_path": record.artifacts_path,
-    }
-    summary.update({name: getattr(record, name, None) for name in SUMMARY_FIGURES})
-    return summary
+    return summary_of_row({key: getattr(record, key, None) for key in SUMMARY_KEYS})
+
+
+def summary_of_row(row: dict) -> dict:
+    """The same summary from a `runs` row read back from the lake (missing figures are None)."""
+    summary = {key: row.get(key) for key in SUMMARY_KEYS}
+    return summary | {key: list(summary[key] or []) for key in _LIST_KEYS}
 
 
 def run_markdown(summary: dict) -> str:
