@@ -21,13 +21,17 @@ env:
 demo: env
 	$(UV) run --frozen python -m deployments.demo
 
+# Two xdist workers: most integration tests wait on real processes (simulator, Prefect, brokers),
+# so two interleave well on two cores; each worker starts its own session fixtures (Prefect server).
+TEST_WORKERS ?= 2
+
 test: env
 	@./scripts/ensure-debian-packages prometheus-pushgateway prometheus
-	$(UV) run --frozen pytest -p no:cacheprovider
+	$(UV) run --frozen pytest -p no:cacheprovider -n $(TEST_WORKERS)
 
 # Unit tests: no real processes (simulator, Prefect server, Prometheus), nothing marked slow.
 test-fast: env
-	$(UV) run --frozen pytest -p no:cacheprovider -m "not integration and not slow"
+	$(UV) run --frozen pytest -p no:cacheprovider -n $(TEST_WORKERS) -m "not integration and not slow"
 
 bench: env
 	@for script in bench/bench_*.py; do echo "== $$script"; $(UV) run --frozen python $$script || exit 1; done
