@@ -6,8 +6,10 @@ exists with the right types even before its table's first file lands.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import duckdb
 
@@ -56,16 +58,38 @@ def _column_comments(model: type[LakeRecord]) -> tuple[tuple[str, str], ...]:
     return tuple((c.name, c.description) for c in column_specs(model))
 
 
-def base_view(name: str, model: type[LakeRecord], glob: str | None) -> CatalogView:
-    """All rows of one table, typed by its model, even before its first file lands."""
+def files_relation(table: str) -> str:
+    """The name under which a query's cursor registers a table's files (see `Lake._cursor`)."""
+    return f"_lake_files_{table}"
+
+
+def glob_files_sql(table_dir: str) -> str:
+    """A table's files read by glob, with compaction manifests applied: for the catalog file of a local lake.
+
+    The same rule as `compaction.visible_files`, in SQL, so the catalog follows new files and compactions
+    without a refresh: a landed file counts unless a manifest lists it as a source; a compacted file counts
+    only once a manifest names it as its output.
+    """
+    data, manifests = sql_literal(f"{table_dir}/date=*/*.parquet"), sql_literal(f"{table_dir}/date=*/compact-*.json")
+    committed = (f"SELECT regexp_replace(filename, '/[^/]*$', '') AS folder, "
+                 f"json_extract_string(content, '$.output') AS output, "
+                 f"json_extract_string(content, '$.sources[*]') AS sources FROM read_text({manifests})")
+    return (f"(WITH manifests AS ({committed}) "
+            f"SELECT * EXCLUDE (filename) FROM read_parquet({data}, hive_partitioning = true, union_by_name = true, "
+            "hive_types = {'date': DATE}, filename = true) "
+            "WHERE filename NOT IN (SELECT folder || '/' || unnest(sources) FROM manifests) "
+            "AND (NOT regexp_matches(filename, '/compact-[^/]*$') "
+            "OR filename IN (SELECT folder || '/' || output FROM manifests)))")
+
+
+def base_view(name: str, model: type[LakeRecord], source: str | None) -> CatalogView:
+    """All rows of one table from `source` (a relation or subquery; None: no file yet), typed by its model."""
     specs = column_specs(model)
     typed_empty = "SELECT " + ", ".join(f"CAST(NULL AS {_duck_type(c)}) AS {_ident(c.name)}" for c in specs)
     sql = f"{typed_empty} WHERE false"
-    if glob is not None:  # the typed empty select fixes every column's type, even one no file has yet
-        files = (f"SELECT * FROM read_parquet({sql_literal(glob)}, hive_partitioning = true, "
-                 "union_by_name = true, hive_types = {'date': DATE})")
+    if source is not None:  # the typed empty select fixes every column's type, even one no file has yet
         columns = ", ".join(_ident(c.name) for c in specs)
-        sql = f"SELECT {columns} FROM (({typed_empty} WHERE false) UNION ALL BY NAME ({files}))"
+        sql = f"SELECT {columns} FROM (({typed_empty} WHERE false) UNION ALL BY NAME (SELECT * FROM {source}))"
     doc = (model.__doc__ or "").strip().splitlines()[0]
     return CatalogView(name, sql, (), f"All rows: {doc}", _column_comments(model))
 
@@ -146,6 +170,23 @@ def _with_dependencies(views: Sequence[CatalogView], names: Sequence[str] | None
             wanted.add(name)
             todo.extend(by_name[name].depends_on)
     return [v for v in views if v.name in wanted]
+
+
+def catalog_views(lake_dir: Path, budget_s: float) -> list[CatalogView]:
+    """The catalog file's views of a local lake: each base view globs its table's files once it has one."""
+    base = []
+    for table, name in BASE_VIEWS.items():
+        table_dir = lake_dir / table
+        landed = next(table_dir.glob("date=*/*.parquet"), None) is not None
+        base.append(base_view(name, TABLES[table], glob_files_sql(str(table_dir.resolve())) if landed else None))
+    return base + derived_views(budget_s)
+
+
+def tables_read(sql: str, views: Sequence[CatalogView]) -> list[str]:
+    """The tables a statement may read: those under every view it names (a superset, never fewer)."""
+    named = [v.name for v in views if re.search(rf"\b{re.escape(v.name)}\b", sql, re.IGNORECASE)]
+    wanted = {v.name for v in _with_dependencies(views, named)}
+    return [table for table, view in BASE_VIEWS.items() if view in wanted]
 
 
 def create_views(con: duckdb.DuckDBPyConnection, views: Sequence[CatalogView], names: Sequence[str] | None,

@@ -69,18 +69,16 @@ class RunRecorder:
 
     def keep_evidence(self, verdict: Verdict, log_lines: list[str] | str, last_good: Any, first_bad: Any,
                       scenario: str) -> str:
-        """Write the Scope log tail, the last good and first bad frame and a summary; return the folder."""
-        folder = self.lake.artifacts_dir(self.run_id, self.started_at)
-        folder.mkdir(parents=True, exist_ok=True)
+        """Store the Scope log tail, the last good and first bad frame and a summary; return where they are."""
         text = log_lines if isinstance(log_lines, str) else "\n".join(log_lines[-MAX_EVIDENCE_LOG_LINES:]) + "\n"
-        (folder / "scope-log-tail.txt").write_text(text)
+        files = {"scope-log-tail.txt": text.encode()}
         for name, tick in (("last-good.jpg", last_good), ("first-bad.jpg", first_bad)):
             data = evidence_jpeg(tick)
             if data:
-                (folder / name).write_bytes(data)
+                files[name] = data
         summary = {"run_id": self.run_id, "scenario": scenario, **verdict.__dict__}
-        (folder / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
-        return str(folder)
+        files["summary.json"] = json.dumps(summary, indent=2, default=str).encode()
+        return self.lake.keep_artifacts(self.run_id, self.started_at, files)
 
 
 def evidence_jpeg(tick: Any) -> bytes | None:
