@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from prefect.client.orchestration import PrefectClient, get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
 from prefect.client.schemas.objects import FlowRun, StateType
-from prefect.deployments import run_deployment
+from prefect.deployments import arun_deployment
 from prefect.states import Cancelled, Crashed
 
 from analytics.lake import Lake
@@ -73,12 +73,12 @@ def assignment_parameters(assignment: Assignment, orchestrator: Orchestrator, co
             "duration_s": assignment.duration_s, "config": config}
 
 
-async def submit(assignment: Assignment, orchestrator: Orchestrator, *, work_queue: str,
+async def submit(client: PrefectClient, assignment: Assignment, orchestrator: Orchestrator, *, work_queue: str,
                  config: str | None) -> FlowRun:
     """Create the deployment run in `work_queue`, linked to the calling flow run; return at once."""
     name = f"{assignment.scenario} @ {orchestrator.address[:8]}… via {assignment.instance}"
-    return await run_deployment(DEPLOYMENT, parameters=assignment_parameters(assignment, orchestrator, config),
-                                work_queue_name=work_queue, flow_run_name=name, timeout=0)
+    return await arun_deployment(DEPLOYMENT, client=client, parameters=assignment_parameters(assignment, orchestrator,
+                                config), work_queue_name=work_queue, flow_run_name=name, timeout=0)
 
 
 async def await_final(client: PrefectClient, flow_run: FlowRun, bounds: Bounds) -> FlowRun:
@@ -122,8 +122,8 @@ async def outcome_of(client: PrefectClient, lake: Lake, run: FlowRun, assignment
 async def run_on_worker(assignment: Assignment, orchestrator: Orchestrator, *, settings: Settings, lake: Lake,
                         work_queue: str, config: str | None) -> dict:
     """Submit the assignment to its queue and wait, bounded, for its outcome."""
-    submitted = await submit(assignment, orchestrator, work_queue=work_queue, config=config)
     async with get_client() as client:
+        submitted = await submit(client, assignment, orchestrator, work_queue=work_queue, config=config)
         final = await await_final(client, submitted, bounds_for(settings, assignment))
         return await outcome_of(client, lake, final, assignment)
 

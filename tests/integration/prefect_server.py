@@ -37,6 +37,7 @@ START_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 15.0
 HTTP_TIMEOUT_S = 10.0
 QUIET = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1"}
+REPOSSESSOR_LOOP_S = 1
 
 
 def free_port() -> int:
@@ -114,6 +115,9 @@ def running_prefect_server(home: Path) -> Iterator[PrefectServer]:
         "PREFECT_HOME": str(home),
         "PREFECT_UI_ENABLED": "false",  # nothing to look at in a test; skips preparing the UI bundle
         "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "false",  # only the runs a test creates exist
+        # Expired concurrency leases are revoked within a second (15 s by default), so a test of a
+        # dead holder waits for its lease, not for the repossessor's next pass.
+        "PREFECT_SERVER_SERVICES_REPOSSESSOR_LOOP_SECONDS": str(REPOSSESSOR_LOOP_S),
     }
     command = [sys.executable, "-m", "prefect", "server", "start", "--host", LOOPBACK, "--port", str(port)]
     with open(home / "server.log", "w+b") as log:
