@@ -27,7 +27,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 # take the parsed args and return an exit code, importing heavy modules only when they run.
 COMMAND_MODULES = (
     "deployments.cli_discover", "deployments.cli_fleet", "deployments.cli_analytics", "deployments.cli_ops",
-    "deployments.cli_api", "deployments.cli_publish", "deployments.cli_events",
+    "deployments.cli_api", "deployments.cli_publish", "deployments.cli_events", "deployments.cli_compact",
 )
 CONFIG_HELP = "config file (default $LOADTEST_CONFIG or config/default.yaml)"
 VERBOSE_HELP = "show Prefect's own log lines (default: warnings and errors only)"

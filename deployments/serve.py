@@ -27,6 +27,7 @@ from prefect.runner import Runner
 
 from config.settings import Settings
 from flows.analyze import analyze
+from flows.compact import COMPACT_INTERVAL_S, compact_lake
 from flows.discover import discover
 from flows.dispatch import dispatch
 from flows.publish import PUBLISH_INTERVAL_S, publish_leaderboard
@@ -40,6 +41,7 @@ DISPATCH_INTERVAL = timedelta(minutes=5)
 DISPATCH_WINDOW_S = DISPATCH_INTERVAL.total_seconds()
 ANALYZE_INTERVAL = timedelta(hours=1)
 PUBLISH_INTERVAL = timedelta(seconds=PUBLISH_INTERVAL_S)
+COMPACT_INTERVAL = timedelta(seconds=COMPACT_INTERVAL_S)
 TAGS = ("scope-loadtest",)
 
 
@@ -79,12 +81,15 @@ def deployment_plans(settings: Settings, config: str | None = None) -> list[Depl
         DeploymentPlan("publish-leaderboard", "every-minute", PUBLISH_INTERVAL, dict(common),
                        concurrency_limit=1, cancel_new=True,
                        description="Post finished relay runs to the configured leaderboards through the outbox"),
+        DeploymentPlan("compact-lake", "daily", COMPACT_INTERVAL, {}, concurrency_limit=1, cancel_new=True,
+                       description="Merge each completed table-day's small lake files into one"),
     ]
 
 
 def runner_deployments(plans: list[DeploymentPlan]) -> list[RunnerDeployment]:
     """RunnerDeployments for `plans`, ready for a Runner."""
-    flows = {f.name: f for f in (discover, dispatch, run_scenario, run_assignment, analyze, publish_leaderboard)}
+    flows = {f.name: f for f in (discover, dispatch, run_scenario, run_assignment, analyze, publish_leaderboard,
+                                 compact_lake)}
     deployments = []
     for plan in plans:
         limit: Any = plan.concurrency_limit

@@ -104,7 +104,7 @@ def planned_interval_s(plan: DeploymentPlan) -> list[float]:
 def test_prefect_yaml_declares_what_serve_serves():
     declared = yaml.safe_load((ROOT / "prefect.yaml").read_text())["deployments"]
     plans = deployment_plans(load_settings(default_config_path()))  # prefect.yaml states the default intervals
-    assert len(declared) == len(plans) == 6
+    assert len(declared) == len(plans) == 7
     for entry, plan in zip(declared, plans, strict=True):
         path, function = entry["entrypoint"].split(":")
         flow = getattr(importlib.import_module(path.removesuffix(".py").replace("/", ".")), function)
