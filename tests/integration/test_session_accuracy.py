@@ -15,7 +15,7 @@ import pytest
 from analytics.lake import Lake
 from tasks.session.lifecycle import run_session
 from tasks.session.target import RunTarget
-from tests.integration.sessions import simulator_process
+from tests.integration.sessions import simulator_process, until_measured, void_measurement
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -24,6 +24,9 @@ FIRST_FRAME_TOLERANCE_S = 0.15
 FPS_TOLERANCE = 0.03
 ORCHESTRATOR = "0x" + "cd" * 20
 CONCURRENT_RUNS = 3
+# A run whose own sampling ran this late was timed on a starved machine: measured again (the
+# first-frame tolerance is 150 ms).
+MAX_TICK_LAG_MS = 100.0
 
 # (profile, scenario, seed): seeds change the simulator's first-frame draw per run
 CASES = [
@@ -48,9 +51,11 @@ async def run_on_started_simulators(settings, lake: Lake, cases: list[tuple[str,
 
         async def measure(sim, scenario):
             async with gate:
-                record = await run_session(settings=settings, scenario=settings.scenario(scenario),
-                                           target=RunTarget(scope_url=sim.url, orchestrator=ORCHESTRATOR),
-                                           lake=lake, duration_s=DURATION_S)
+                record = await until_measured(
+                    lambda: run_session(settings=settings, scenario=settings.scenario(scenario),
+                                        target=RunTarget(scope_url=sim.url, orchestrator=ORCHESTRATOR),
+                                        lake=lake, duration_s=DURATION_S),
+                    lambda run: void_measurement(run, max_tick_lag_ms=MAX_TICK_LAG_MS))
                 return record, sim.truth()
 
         return await asyncio.gather(*(measure(sim, case[3]) for sim, case in zip(sims, cases, strict=True)))
@@ -65,8 +70,8 @@ async def measured(demo_settings, tmp_path_factory):
 
 
 def _session_truth(truth: dict) -> dict:
-    """The run's one WebRTC session as the simulator saw it."""
-    assert len(truth["webrtc_sessions"]) == 1 and truth["live_webrtc_sessions"] == 0
+    """The measured run's WebRTC session as the simulator saw it (the last: void attempts came before)."""
+    assert 1 <= len(truth["webrtc_sessions"]) <= 3 and truth["live_webrtc_sessions"] == 0
     return truth["webrtc_sessions"][-1]
 
 

@@ -16,13 +16,14 @@ from analytics.lake import Lake
 from tasks.session.target import RunTarget
 from tasks.session.lifecycle import run_session
 from tests.integration.fleet_process import fleet_process
+from tests.integration.sessions import void_measurement
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(420)]
 
 INSTANCES = 10
 RUNS_PER_INSTANCE = 10
 RUNS = INSTANCES * RUNS_PER_INSTANCE
-MIN_PASSED = RUNS
+MIN_MEASURED = 90  # runs not declared void by the harness (a busy machine); every measured one must pass
 CONCURRENT_INSTANCES = 8  # the fleet is its own process; the harness holds these beside the rest of the suite
 DURATION_S = 1.5
 # Instances rotate through the modes so the clip track (v2v), the i2v image and graph sessions are covered too.
@@ -57,13 +58,18 @@ async def campaign(demo_settings, tmp_path_factory):
 
 
 def test_healthy_runs_pass(campaign):
+    """No healthy instance fails a run; a run the harness declared void (it lagged its own schedule on a
+    busy machine: aborted, harness_lag) is no verdict on the instance, and most runs are measured."""
     records, _, _ = campaign
     assert len(records) == RUNS
-    failures = [r for r in records if r.outcome != "passed"]
+    void = [r for r in records if void_measurement(r)]
+    failures = [r for r in records if r.outcome != "passed" and r not in void]
     for r in failures:
         print(f"{r.run_id} {r.scenario} @ {r.scope_instance}: {r.outcome} {r.failure_category}/{r.failure_phase}: "
               f"{r.failure_reason} (checks {list(r.checks_failed)})")
-    assert RUNS - len(failures) >= MIN_PASSED, [r.failure_reason for r in failures]
+    assert failures == [], [r.failure_reason for r in failures]
+    assert all(r.outcome == "aborted" and r.failure_category == "harness" for r in void)
+    assert RUNS - len(void) >= MIN_MEASURED, f"{len(void)} of {RUNS} runs void: the machine was too busy"
 
 
 def test_every_run_landed_its_frames(campaign):
