@@ -203,8 +203,8 @@ class DispatchSettings(BaseModel):
         "holder that dies frees them within this plus the Prefect server's repossessor loop (15 s)")
     start_allowance_s: float = Field(
         DEFAULT_START_ALLOWANCE_S, gt=0,
-        description="a run submitted to a work queue may take this long to start (a worker picks it up, "
-        "takes its slots, brings up its instance); dispatch waits at most this plus the scenario's hard cap")
+        description="a run may take this long to start: a worker picks it up (runs sent to a work queue), "
+        "then its slots come free; dispatch waits for a queued run at most this plus the scenario's hard cap")
 
 
 class CloudSettings(BaseModel):

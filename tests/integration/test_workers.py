@@ -10,6 +10,7 @@ orchestrator takes the slot once its lease ran out. Every wait is bounded.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import os
@@ -26,7 +27,8 @@ import yaml
 from prefect.client.orchestration import get_client
 
 from analytics.lake import Lake
-from deployments.setup import WORK_POOL_NAME
+from config.settings import load_settings
+from deployments.setup import WORK_POOL_NAME, run_setup
 from simulator.testing import FleetHandle, running_fleet
 from tasks.fleet.planner import Assignment
 from tasks.fleet.roster import Orchestrator
@@ -134,12 +136,12 @@ def stack(prefect_server: PrefectServer, prefect_api, tmp_path_factory) -> Itera
         config = write_config(folder, fleet, queues=QUEUES)
         env = {"LOADTEST_CONFIG": config, "LOADTEST_DATA_DIR": str(data), "SCOPE_CLOUD_API_KEY": TEST_API_KEY,
                "PREFECT_WORKER_QUERY_SECONDS": "1"}
-        run_cli(prefect_server, "deployments.cli", "setup", "--config", config, **env)
+        asyncio.run(run_setup(load_settings(config), Lake(data)))  # the pool and the limits, as `loadtest setup`
         for queue in sorted(set(QUEUES)):
             assert prefect_server.post(f"/work_pools/{WORK_POOL_NAME}/queues", {"name": queue}).status_code in (201, 409)
-        run_cli(prefect_server, "prefect", "--no-prompt", "deploy", "--name", "run-assignment/dispatched")
         workers = {queue: start_worker(prefect_server, queue, folder, env) for queue in sorted(set(QUEUES))}
-        try:
+        try:  # the workers start while the deployment is created
+            run_cli(prefect_server, "prefect", "--no-prompt", "deploy", "--name", "run-assignment/dispatched")
             wait_for("workers", lambda: {f"worker-{q}" for q in workers} <= worker_names(prefect_server),
                      READY_TIMEOUT_S)
             yield {"server": prefect_server, "fleet": fleet, "config": config, "data": data, "folder": folder,
