@@ -35,7 +35,8 @@ import polars as pl
 import pyarrow as pa
 
 from analytics.catalog import (
-    BASE_VIEWS, CatalogView, base_view, catalog_views, create_views, derived_views, files_relation, tables_read,
+    BASE_VIEWS, CatalogView, base_view, catalog_views, create_views, derived_views, files_relation, sql_literal,
+    tables_read,
 )
 from analytics.chunks import ChunkWriter
 from analytics.compaction import (
@@ -331,9 +332,17 @@ class Lake:
         return base + derived_views(budget_seconds)
 
     def _register_files(self, cursor: duckdb.DuckDBPyConnection, tables: Sequence[str]) -> None:
-        """Register each table's visible files on `cursor` as a pyarrow dataset (an empty table when none)."""
+        """Give `cursor` each table's visible files: DuckDB's own Parquet reader over the listed paths for a
+        local lake (its pushdown and parallel scan: about twice as fast as an Arrow dataset here), a pyarrow
+        dataset for an object store (DuckDB reads S3 only through its httpfs extension, a download)."""
         for table in tables:
             files, schema = self.files(table), _arrow_schema(TABLES[table])
+            if files and isinstance(self.store, LocalStore):
+                paths = ", ".join(sql_literal(str(self.store.path(f.key))) for f in files)
+                cursor.execute(f"CREATE OR REPLACE TEMP VIEW {files_relation(table)} AS SELECT * FROM read_parquet("
+                               f"[{paths}], hive_partitioning = true, union_by_name = true, "
+                               "hive_types = {'date': DATE})")
+                continue
             data = parquet_dataset(self.store, files, schema) if files else schema.empty_table()
             cursor.register(files_relation(table), data)
 
