@@ -230,7 +230,8 @@ def test_serve_will_not_silently_take_over_worker_deployments(deployed, prefect_
 def _served(server: PrefectServer, plans: list[DeploymentPlan]) -> list[dict] | None:
     """The planned deployments once this serve process registered them and polls for their runs."""
     found = [server.get(f"/deployments/name/{plan.full_name}") for plan in plans]
-    ready = all(d and d["status"] == "READY" and d["parameters"].get("config") == str(DEMO_CONFIG) for d in found)
+    ready = all(d and d["status"] == "READY" and d["parameters"] == plan.parameters  # this serve's (config path)
+                for d, plan in zip(found, plans, strict=True))
     return found if ready else None
 
 
@@ -265,7 +266,7 @@ def served(prefect_server: PrefectServer, tmp_path_factory: pytest.TempPathFacto
             "after": after, "data_dir": data_dir, "output": output}
 
 
-def test_serve_registers_the_four_deployments_with_the_configs_schedules(served):
+def test_serve_registers_every_deployment_with_the_configs_schedules(served):
     for plan, deployment in zip(served["plans"], served["deployments"], strict=True):
         assert deployment["work_pool_name"] is None, plan.full_name
         assert interval_s(deployment) == planned_interval_s(plan)
