@@ -1,6 +1,8 @@
 """Dispatch across two real workers: each run executes on the worker of its instance's queue, one lake.
 
-A real process work pool with two queues, two `prefect worker start --pool P --work-queue Q`
+The one lake is an object store: an S3-compatible server on loopback (moto in server mode; no
+real S3-compatible server installs from the registries here), `LOADTEST_DATA_DIR=s3://...` for
+the dispatcher, both workers and `loadtest sql`. A real process work pool with two queues, two `prefect worker start --pool P --work-queue Q`
 subprocesses and an in-process simulator fleet of three instances on two orchestrators: the
 first orchestrator is reachable through an instance on each queue, so its one-run-at-a-time limit
 has to hold across the two workers. Then one worker is SIGKILLed with its run: the run ends
@@ -35,6 +37,7 @@ from tasks.fleet.roster import Orchestrator
 from tasks.fleet.submission import submit
 from tests.conftest import DEMO_CONFIG, ROOT, TEST_API_KEY
 from tests.integration.prefect_server import REPOSSESSOR_LOOP_S, PrefectServer, stop_process_group
+from tests.integration.s3_server import running_s3_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -131,11 +134,10 @@ def worker_names(server: PrefectServer) -> set[str]:
 def stack(prefect_server: PrefectServer, prefect_api, tmp_path_factory) -> Iterator[dict[str, Any]]:
     """The fleet, the pool with its two queues, the run-assignment deployment and one worker per queue."""
     folder = tmp_path_factory.mktemp("workers")
-    data = folder / "data"
-    with running_fleet(instances=3, orchestrators=2) as fleet:
+    with running_s3_server() as s3, s3.bucket() as data, running_fleet(instances=3, orchestrators=2) as fleet:
         config = write_config(folder, fleet, queues=QUEUES)
-        env = {"LOADTEST_CONFIG": config, "LOADTEST_DATA_DIR": str(data), "SCOPE_CLOUD_API_KEY": TEST_API_KEY,
-               "PREFECT_WORKER_QUERY_SECONDS": "1"}
+        env = {"LOADTEST_CONFIG": config, "LOADTEST_DATA_DIR": data, "SCOPE_CLOUD_API_KEY": TEST_API_KEY,
+               "PREFECT_WORKER_QUERY_SECONDS": "1", "LOADTEST_LOCAL_DIR": str(folder / "local"), **s3.env()}
         asyncio.run(run_setup(load_settings(config), Lake(data)))  # the pool and the limits, as `loadtest setup`
         for queue in sorted(set(QUEUES)):
             assert prefect_server.post(f"/work_pools/{WORK_POOL_NAME}/queues", {"name": queue}).status_code in (201, 409)
@@ -145,7 +147,7 @@ def stack(prefect_server: PrefectServer, prefect_api, tmp_path_factory) -> Itera
             wait_for("workers", lambda: {f"worker-{q}" for q in workers} <= worker_names(prefect_server),
                      READY_TIMEOUT_S)
             yield {"server": prefect_server, "fleet": fleet, "config": config, "data": data, "folder": folder,
-                   "workers": workers}
+                   "workers": workers, "s3_env": s3.env()}
         finally:
             for process, _ in workers.values():
                 stop_process_group(process)
@@ -161,7 +163,7 @@ def deployment_runs(server: PrefectServer, since: dt.datetime) -> list[dict]:
     return response.json()
 
 
-def runs_of(data: Path, since: dt.datetime) -> list[dict]:
+def runs_of(data: str, since: dt.datetime) -> list[dict]:
     """The lake's runs that started since `since`."""
     return Lake(data).query_frame("SELECT * FROM runs WHERE started_at >= ? ORDER BY started_at", [since]).to_dicts()
 
@@ -169,7 +171,7 @@ def runs_of(data: Path, since: dt.datetime) -> list[dict]:
 async def test_each_run_executes_on_the_worker_of_its_instances_queue(stack, monkeypatch):
     from flows.dispatch import dispatch
 
-    monkeypatch.setenv("LOADTEST_DATA_DIR", str(stack["data"]))
+    monkeypatch.setenv("LOADTEST_DATA_DIR", stack["data"])
     monkeypatch.setenv("SCOPE_CLOUD_API_KEY", TEST_API_KEY)
     since = dt.datetime.now(dt.timezone.utc)
     summary = await dispatch(config=stack["config"], max_runs=4, window_s=ROUND_TIMEOUT_S)
@@ -191,7 +193,7 @@ async def test_each_run_executes_on_the_worker_of_its_instances_queue(stack, mon
         for earlier, later in zip(mine, mine[1:]):
             assert earlier["ended_at"] <= later["started_at"], f"two runs at once on {orchestrator}"
     answer = run_cli(stack["server"], "deployments.cli", "sql", "SELECT run_id, outcome FROM runs", "--json",
-                     LOADTEST_DATA_DIR=str(stack["data"]))
+                     LOADTEST_DATA_DIR=stack["data"], **stack["s3_env"])
     assert {r["run_id"] for r in runs} <= {row["run_id"] for row in json.loads(answer)}
 
 
