@@ -67,7 +67,7 @@ def cmd_setup(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    """Serve the five deployments until interrupted (SIGINT or SIGTERM)."""
+    """Serve every deployment until interrupted (SIGINT or SIGTERM)."""
     from config.settings import load_settings
     from deployments.cli import EXIT_OK, EXIT_USAGE
     from deployments.serve import delete_deployments, deployment_plans, serve_all, worker_bound_deployments
