@@ -32,6 +32,9 @@ DAYS, RUNS_A_DAY, ROWS = 7, 50, 5
 START = dt.datetime(2026, 3, 1, tzinfo=dt.timezone.utc)
 P95_SQL = ("SELECT date, quantile_cont(decode_ms, 0.95) AS decode_ms_p95, quantile_cont(fps_out, 0.95) AS fps_out_p95 "
            "FROM frames WHERE date >= ? AND date < ? GROUP BY date ORDER BY date")
+# Proof that compaction lost and doubled nothing: rows and a checksum of every row, per day.
+IDENTITY_SQL = ("SELECT date, count(*) AS rows, sum(hash(run_id, seq, captured_at, decode_ms, fps_out)) AS checksum "
+                "FROM frames GROUP BY date ORDER BY date")
 
 
 def chunk(day: int, run: int, number: int) -> list[FrameSample]:
@@ -69,14 +72,16 @@ def measure(name: str, lake: Lake, files: int, repeat: int) -> None:
     landed_s = land(lake, files)
     params = [START.date(), START.date() + dt.timedelta(days=DAYS)]
     query = lambda: lake.query(P95_SQL, params).rows  # noqa: E731
-    before_files, answer = len(lake.files("frames")), query()
+    before_files, answer, identity = len(lake.files("frames")), query(), lake.query(IDENTITY_SQL).rows
     before_s = warm_median(query, repeat)
     started = time.perf_counter()
     results = lake.compact_all(before=START.date() + dt.timedelta(days=DAYS), tables=["frames"])
     compact_s = time.perf_counter() - started
     after_s = warm_median(query, repeat)
     assert query() == answer, "compaction changed the answer"
+    assert lake.query(IDENTITY_SQL).rows == identity, "compaction lost or doubled rows"
     print(f"{name}: {before_files} files landed in {landed_s:.1f} s ({sum(r.rows for r in results)} rows)")
+    print(f"  after compaction: the same rows and checksum on each of {len(identity)} days, the same P95s")
     print(f"  7-day P95 by day, warm median: {before_s * 1000:.0f} ms over {before_files} files")
     print(f"  compact_all: {compact_s:.1f} s -> {len(lake.files('frames'))} files")
     print(f"  7-day P95 by day, warm median: {after_s * 1000:.0f} ms over {len(lake.files('frames'))} files "

@@ -151,9 +151,11 @@ def land_many(lake: Lake, *, files: int, runs: int, days: int, rows: int = 3, wo
         list(pool.map(land, specs))
 
 
+# bench/bench_compaction.py does the same with 10,000 files (the figure) and times the queries;
+# here 2,000 keep the suite's time down and prove the same property.
 @pytest.mark.slow
-@pytest.mark.parametrize("store, files", [("local", 10_000), ("s3", 200)])
-def test_ten_thousand_chunk_files_compact_to_one_per_day(store: str, files: int, tmp_path: Path,
+@pytest.mark.parametrize("store, files", [("local", 2_000), ("s3", 200)])
+def test_thousands_of_chunk_files_compact_to_one_per_day(store: str, files: int, tmp_path: Path,
                                                          request: pytest.FixtureRequest) -> None:
     if store == "local":
         lake = Lake(tmp_path / "data")
