@@ -21,13 +21,15 @@ env:
 demo: env
 	$(UV) run --frozen python -m deployments.demo
 
-# Two xdist workers: most integration tests wait on real processes (simulator, Prefect, brokers),
-# so two interleave well on two cores; each worker starts its own session fixtures (Prefect server).
-TEST_WORKERS ?= 2
+# Three xdist workers: most integration tests wait on real processes (simulator, Prefect, brokers),
+# so three interleave well on two cores; the tests that time the harness against the simulator share
+# one worker (xdist_group "timing", --dist loadgroup) so they never load the machine for each other.
+# Each worker starts its own session fixtures (Prefect server).
+TEST_WORKERS ?= 3
 
 test: env
 	@./scripts/ensure-debian-packages prometheus-pushgateway prometheus
-	$(UV) run --frozen pytest -p no:cacheprovider -n $(TEST_WORKERS)
+	$(UV) run --frozen pytest -p no:cacheprovider -n $(TEST_WORKERS) --dist loadgroup
 
 # Unit tests: no real processes (simulator, Prefect server, Prometheus), nothing marked slow.
 test-fast: env

@@ -10,8 +10,9 @@ from analytics.records import RunRecord
 from errors import LakeWriteError
 from tests.conftest import with_thresholds
 from tests.integration.sessions import run_on_simulator
+from tests.integration.sessions import TIMING
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, TIMING]
 
 
 class StartedRowRefused(Lake):
