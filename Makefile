@@ -21,15 +21,14 @@ env:
 demo: env
 	$(UV) run --frozen python -m deployments.demo
 
-# Three xdist workers: most integration tests wait on real processes (simulator, Prefect, brokers),
-# so three interleave well on two cores; the tests that time the harness against the simulator share
-# one worker (xdist_group "timing", --dist loadgroup) so they never load the machine for each other.
-# Each worker starts its own session fixtures (Prefect server).
-TEST_WORKERS ?= 3
+# Two xdist workers: most integration tests wait on real processes (simulator, Prefect, brokers),
+# so two interleave well on two cores (three overloaded it: the timing tests' runs were declared
+# void). Each worker starts its own session fixtures (Prefect server).
+TEST_WORKERS ?= 2
 
 test: env
 	@./scripts/ensure-debian-packages prometheus-pushgateway prometheus
-	$(UV) run --frozen pytest -p no:cacheprovider -n $(TEST_WORKERS) --dist loadgroup
+	$(UV) run --frozen pytest -p no:cacheprovider -n $(TEST_WORKERS)
 
 # Unit tests: no real processes (simulator, Prefect server, Prometheus), nothing marked slow.
 test-fast: env

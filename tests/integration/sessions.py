@@ -15,8 +15,6 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
-import pytest
-
 from analytics.lake import Lake
 from analytics.records import RunRecord
 from config.settings import Settings
@@ -28,9 +26,6 @@ from tasks.scope.client import DEFAULT_TIMEOUTS, ScopeTimeouts
 from tasks.session.lifecycle import run_session
 
 DEFAULT_ORCHESTRATOR = "0x" + "ab" * 20
-# Tests that time the harness against the simulator's truth: under xdist (`--dist loadgroup`) they
-# share one worker, so they never load the machine for each other.
-TIMING = pytest.mark.xdist_group("timing")
 VOID_CHECK = "harness_lag"  # the harness's own verdict that its figures say nothing: it lagged its schedule
 MEASURE_ATTEMPTS = 3
 T = TypeVar("T")

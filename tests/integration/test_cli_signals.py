@@ -24,9 +24,8 @@ from tests.conftest import DEMO_CONFIG, ROOT, TEST_API_KEY
 from tests.integration.fleet_process import fleet_process
 from tests.integration.prefect_server import PrefectServer, stop_process_group
 from tests.integration.test_cli import loadtest_command
-from tests.integration.sessions import TIMING
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300), TIMING]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300)]
 
 SCENARIO = "longlive_t2v_15s"
 ORCHESTRATOR = "0x" + "5a" * 20

@@ -16,9 +16,8 @@ from analytics.lake import Lake
 from tasks.session.lifecycle import run_session
 from tasks.session.target import RunTarget
 from tests.integration.sessions import simulator_process, until_measured, void_measurement
-from tests.integration.sessions import TIMING
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(120), TIMING]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 DURATION_S = 11.0  # after the demo's 2 s fps warm-up, ~9 s of steady window
 FIRST_FRAME_TOLERANCE_S = 0.15

@@ -14,9 +14,8 @@ import pytest
 from tasks.scope.client import ScopeTimeouts
 from tests.integration.sessions import run_on_simulator, until_measured, void_measurement
 from tests.conftest import with_thresholds
-from tests.integration.sessions import TIMING
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow, TIMING]
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 FAST_TIMEOUTS = ScopeTimeouts(connect_s=2.0, read_s=1.5, frame_s=1.5, upload_s=30.0)
 FAULT_AFTER_S = 1.5

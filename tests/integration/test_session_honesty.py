@@ -10,9 +10,8 @@ from analytics.records import RunRecord
 from errors import LakeWriteError
 from tests.conftest import with_thresholds
 from tests.integration.sessions import run_on_simulator
-from tests.integration.sessions import TIMING
 
-pytestmark = [pytest.mark.integration, TIMING]
+pytestmark = pytest.mark.integration
 
 
 class StartedRowRefused(Lake):

@@ -17,9 +17,8 @@ from tasks.session.target import RunTarget
 from tasks.session.lifecycle import run_session
 from tests.integration.fleet_process import fleet_process
 from tests.integration.sessions import void_measurement
-from tests.integration.sessions import TIMING
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(420), TIMING]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(420)]
 
 INSTANCES = 10
 RUNS_PER_INSTANCE = 10

@@ -23,9 +23,8 @@ import pytest
 from analytics.lake import Lake
 from simulator.testing import running_simulator
 from tests.conftest import DEMO_CONFIG, TEST_API_KEY
-from tests.integration.sessions import TIMING
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(180), TIMING]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(180)]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCENARIO = "longlive_t2v_15s"
