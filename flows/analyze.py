@@ -103,7 +103,7 @@ def build_gauges(analysis: Analysis) -> CollectorRegistry:
 @flow(name="analyze", timeout_seconds=ANALYZE_TIMEOUT_S)
 async def analyze(config: str | None = None) -> dict:
     """One analyzer per lake (tasks/publish/analyzer.py): analyze, or skip while another one runs."""
-    async with sole_analyzer(str(Lake.from_env().root)) as alone:
+    async with sole_analyzer(Lake.from_env().url) as alone:
         if not alone:
             return {"skipped": "another analysis of this lake is running; its push covers this one"}
         return await analyze_lake(config)
@@ -114,6 +114,6 @@ async def analyze_lake(config: str | None) -> dict:
     snapshot = read_lake(config)
     analysis = compute_analytics(snapshot, score_leaderboard_task(snapshot))
     landed = land_analytics(snapshot.lake, analysis)
-    published = publish_metrics_task(build_gauges(analysis), snapshot.lake.root)
+    published = publish_metrics_task(build_gauges(analysis), snapshot.lake.root, snapshot.lake.url)
     await create_analysis_artifacts(analysis, published)
     return analysis_summary(analysis, landed, published)

@@ -39,7 +39,7 @@ from prometheus_client.exposition import basic_auth_handler, default_handler, pu
 from analytics.drift import drift_report_markdown
 from analytics.metrics import Analysis, exposition_text
 from analytics.scores import evidence_label
-from tasks.publish.analyzer import analyzer_id, is_object_store
+from tasks.publish.analyzer import analyzer_id
 
 log = logging.getLogger(__name__)
 
@@ -178,16 +178,12 @@ def publish_metrics(registry: CollectorRegistry, config: PushgatewayConfig, metr
     return write_metrics_file(registry, metrics_file, config.grouping_key)
 
 
-def metrics_file_path(lake_root: str) -> Path:
-    """Where the gauges go without a gateway: <lake root>/metrics.prom, or ./metrics.prom beside an object-store lake."""
-    return Path(METRICS_FILE_NAME) if is_object_store(lake_root) else Path(lake_root) / METRICS_FILE_NAME
-
-
 @task(name="publish-metrics", cache_policy=NO_CACHE, persist_result=False)
-def publish_metrics_task(registry: CollectorRegistry, data_dir: Path | str) -> PublishResult:
-    """Publish the gauges under the lake's analyzer key (no gateway: the metrics file)."""
-    root = str(data_dir)
-    return publish_metrics(registry, PushgatewayConfig.from_env(lake_root=root), metrics_file_path(root))
+def publish_metrics_task(registry: CollectorRegistry, data_dir: Path | str, lake_url: str | None = None) -> PublishResult:
+    """Publish the gauges under the analyzer key of the lake at `lake_url` (no gateway: <data_dir>/metrics.prom;
+    `data_dir` is this machine's folder, also for an object-store lake)."""
+    config = PushgatewayConfig.from_env(lake_root=lake_url or str(data_dir))
+    return publish_metrics(registry, config, Path(data_dir) / METRICS_FILE_NAME)
 
 
 # --- artifacts -------------------------------------------------------------------------------------

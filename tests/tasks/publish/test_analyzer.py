@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 
 from tasks.publish.analyzer import analyzer_id, analyzer_limit, is_object_store
-from tasks.publish.pushgateway import PushgatewayConfig, metrics_file_path
+from tasks.publish.pushgateway import PushgatewayConfig
 
 
 def test_an_object_store_lake_has_one_analyzer_id_on_every_machine():
@@ -25,7 +25,11 @@ def test_the_limit_name_is_safe_and_per_lake():
     assert analyzer_limit("s3://b/l", {}).startswith("analyzer-lake-")
 
 
-def test_where_the_metrics_file_goes():
+def test_an_object_store_lake_is_told_apart_from_a_folder():
     assert is_object_store("s3://b/l") and not is_object_store("/tmp/x")
-    assert str(metrics_file_path("/tmp/lake")) == "/tmp/lake/metrics.prom"
-    assert str(metrics_file_path("s3://b/l")) == "metrics.prom"
+
+
+def test_a_lake_knows_its_url_for_the_analyzer_key(tmp_path, monkeypatch):
+    from analytics.lake import Lake
+
+    assert analyzer_id(Lake(tmp_path).url, {}) == socket.gethostname()
