@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import datetime as dt
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -41,6 +40,7 @@ from analytics.leaderboard.board import Leaderboard, StatsQuery  # noqa: E402
 from analytics.leaderboard.stats import canonical_json  # noqa: E402
 from bench_analytics import END, bench_spec, land_runs, timed  # noqa: E402
 from config.settings import load_settings  # noqa: E402
+from tasks.fleet.instances import free_loopback_port as free_port  # noqa: E402
 from tasks.publish.signature import sign  # noqa: E402
 
 REGIONS = ("FRA", "MDW", "LAX", "US-EAST", "EU-WEST", "AP-SOUTHEAST")
@@ -81,12 +81,6 @@ def measure_board(lake: Lake, days: int) -> dict[str, float]:
         result[name] = wall
         print(f"  {name:<34} {wall:8.1f} ms  ({sum(len(r) for r in answer.values())} orchestrator x region rows)")
     return result
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 async def post_all(url: str, posters: int, posts: int) -> tuple[list[float], int, float]:

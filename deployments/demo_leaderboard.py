@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -21,6 +20,8 @@ from typing import Any
 
 import httpx
 
+from tasks.fleet.instances import free_loopback_port as free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 TARGET_NAME = "demo-api"
 SECRET_ENV = "LEADERBOARD_SECRET"
@@ -28,13 +29,6 @@ START_TIMEOUT_S = 60.0
 HTTP_TIMEOUT_S = 10.0
 TABLE_COLUMNS = ("orchestrator", "region", "model", "jobs", "unavailable", "success", "95 % interval", "score",
                  "live-video score")
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def leaderboard_section(port: int) -> dict[str, Any]:
